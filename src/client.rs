@@ -1,0 +1,421 @@
+//! A client that talks to a plugin socket exactly as the Docker daemon does,
+//! for testing plugins without Docker.
+//!
+//! Requests carry the daemon's headers (`Accept` with the plugin media type,
+//! `User-Agent: Go-http-client/1.1`, a `Host` of `plugin.moby.localhost` by
+//! default, no `Content-Type`), calls without arguments send the same bodies
+//! the daemon sends (nothing for `Plugin.Activate`, `{}` for
+//! `VolumeDriver.List`), and answers are judged as the daemon judges them:
+//! only a 200 is success, and an `Err` in the body is a failure.
+//!
+//! ```no_run
+//! use docker_plugin_sdk::client::Client;
+//!
+//! # async fn f() -> Result<(), docker_plugin_sdk::client::ClientError> {
+//! let client = Client::new("/run/docker/plugins/local-dir.sock");
+//! assert!(client.activate().await?.iter().any(|k| k == "VolumeDriver"));
+//! client.volume().create("data", None).await?;
+//! let path = client.volume().mount("data", "id-1").await?;
+//! println!("mounted at {}", path.display());
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{ACCEPT, HOST, HeaderValue, USER_AGENT};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::handshake::{ACTIVATE, ActivateResponse, MEDIA_TYPE};
+use crate::volume::{
+    Capabilities, CapabilitiesResponse, CreateRequest, Empty, GetRequest, ListResponse,
+    MountRequest, MountResponse, PathRequest, PathResponse, RemoveRequest, UnmountRequest, Volume,
+};
+
+/// The `Host` header of current daemons on Unix sockets.
+pub const DAEMON_HOST: &str = "plugin.moby.localhost";
+
+/// Why a call through [`Client`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Connecting or exchanging HTTP failed.
+    #[error("{endpoint}: {source}")]
+    Transport {
+        /// The endpoint called.
+        endpoint: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The plugin answered with an error, as the daemon would report it.
+    #[error("{endpoint}: {message}")]
+    Plugin {
+        /// The endpoint called.
+        endpoint: String,
+        /// The HTTP status (200 when the error came in a 200 body's `Err`).
+        status: u16,
+        /// The plugin's `Err` text, or the raw body when it had none.
+        message: String,
+    },
+    /// A 200 answer the daemon could not decode either.
+    #[error("{endpoint}: undecodable answer: {source}")]
+    Decode {
+        /// The endpoint called.
+        endpoint: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ClientError {
+    /// The plugin's error message, if the plugin answered with one.
+    pub fn plugin_message(&self) -> Option<&str> {
+        match self {
+            Self::Plugin { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// A raw answer: what came back, before any interpretation.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The body bytes.
+    pub body: Bytes,
+}
+
+/// Talks to one plugin socket the way the daemon does.
+///
+/// Connections are kept alive and reused; concurrent calls on one client
+/// open more connections as needed, as the daemon does.
+#[derive(Debug)]
+pub struct Client {
+    path: PathBuf,
+    host: HeaderValue,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+impl Client {
+    /// A client for the plugin listening on the Unix socket at `path`.
+    /// Nothing is connected until the first call.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            host: HeaderValue::from_static(DAEMON_HOST),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends `host` as the `Host` header instead of
+    /// [`DAEMON_HOST`]; Docker 20.10 sent an empty one.
+    ///
+    /// # Panics
+    ///
+    /// If `host` is not a valid header value.
+    pub fn with_host(mut self, host: &str) -> Self {
+        self.host = HeaderValue::from_str(host).expect("invalid Host header value");
+        self
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends `body` to `/endpoint` byte for byte and returns the answer
+    /// uninterpreted; for replaying captured daemon requests.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] if no answer arrives.
+    pub async fn call_raw(
+        &self,
+        endpoint: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<RawResponse, ClientError> {
+        let transport = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Transport {
+            endpoint: endpoint.to_owned(),
+            source,
+        };
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/{endpoint}"))
+            .header(HOST, self.host.clone())
+            .header(USER_AGENT, "Go-http-client/1.1")
+            .header(ACCEPT, MEDIA_TYPE)
+            .body(Full::new(body.into()))
+            .map_err(|e| transport(e.into()))?;
+
+        let mut sender = self.connection().await.map_err(transport)?;
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(|e| transport(e.into()))?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| transport(e.into()))?
+            .to_bytes();
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sender);
+        Ok(RawResponse {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    /// Calls `endpoint` with `req` encoded as the daemon encodes it (JSON
+    /// plus a newline) and decodes the answer, failing as the daemon would.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Plugin`] for a non-200 answer or a non-empty `Err`
+    /// in the body, [`ClientError::Decode`] for a 200 that does not decode
+    /// into `Res`, [`ClientError::Transport`] if no answer arrives.
+    pub async fn call<Req, Res>(&self, endpoint: &str, req: &Req) -> Result<Res, ClientError>
+    where
+        Req: Serialize + ?Sized,
+        Res: DeserializeOwned,
+    {
+        let mut body = serde_json::to_vec(req).map_err(|source| ClientError::Decode {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+        body.push(b'\n');
+        let raw = self.call_raw(endpoint, body).await?;
+        interpret(endpoint, raw)
+    }
+
+    /// `Plugin.Activate` with the daemon's empty body; returns `Implements`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`].
+    pub async fn activate(&self) -> Result<Vec<String>, ClientError> {
+        let raw = self.call_raw(ACTIVATE, Bytes::new()).await?;
+        let answer: ActivateResponse = interpret(ACTIVATE, raw)?;
+        Ok(answer.implements)
+    }
+
+    /// Typed `VolumeDriver.*` calls.
+    pub fn volume(&self) -> VolumeClient<'_> {
+        VolumeClient { client: self }
+    }
+
+    async fn connection(
+        &self,
+    ) -> Result<SendRequest<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                Some(mut sender) => {
+                    if sender.ready().await.is_ok() {
+                        return Ok(sender);
+                    }
+                }
+                None => break,
+            }
+        }
+        let stream = tokio::net::UnixStream::connect(&self.path).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::trace!(error = %err, "client connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Judges an answer as the daemon does: anything but 200 is an error whose
+/// text is the `Err` key (any case) or else the raw body; a 200 whose `Err`
+/// is non-empty is an error too.
+fn interpret<Res: DeserializeOwned>(endpoint: &str, raw: RawResponse) -> Result<Res, ClientError> {
+    let err_field = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw.body)
+        .ok()
+        .and_then(|map| {
+            map.into_iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("err"))
+                .and_then(|(_, v)| v.as_str().map(str::to_owned))
+        })
+        .filter(|s| !s.is_empty());
+
+    if raw.status != StatusCode::OK {
+        let message =
+            err_field.unwrap_or_else(|| String::from_utf8_lossy(&raw.body).trim().to_owned());
+        return Err(ClientError::Plugin {
+            endpoint: endpoint.to_owned(),
+            status: raw.status.as_u16(),
+            message,
+        });
+    }
+    if let Some(message) = err_field {
+        return Err(ClientError::Plugin {
+            endpoint: endpoint.to_owned(),
+            status: 200,
+            message,
+        });
+    }
+    serde_json::from_slice(&raw.body).map_err(|source| ClientError::Decode {
+        endpoint: endpoint.to_owned(),
+        source,
+    })
+}
+
+/// `VolumeDriver.*` calls with typed arguments and answers.
+#[derive(Debug, Clone, Copy)]
+pub struct VolumeClient<'a> {
+    client: &'a Client,
+}
+
+impl VolumeClient<'_> {
+    /// `VolumeDriver.Create`. `opts: None` sends `"Opts":null`, as
+    /// `docker run -v` does; `Some` of an empty map sends `{}`, as
+    /// `docker volume create` without `--opt` does.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`].
+    pub async fn create(
+        &self,
+        name: &str,
+        opts: Option<BTreeMap<String, String>>,
+    ) -> Result<(), ClientError> {
+        let req = CreateRequest {
+            name: name.to_owned(),
+            opts,
+        };
+        self.client
+            .call::<_, Empty>("VolumeDriver.Create", &req)
+            .await
+            .map(drop)
+    }
+
+    /// `VolumeDriver.Remove`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`].
+    pub async fn remove(&self, name: &str) -> Result<(), ClientError> {
+        let req = RemoveRequest {
+            name: name.to_owned(),
+        };
+        self.client
+            .call::<_, Empty>("VolumeDriver.Remove", &req)
+            .await
+            .map(drop)
+    }
+
+    /// `VolumeDriver.Mount`; returns the mountpoint.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`].
+    pub async fn mount(&self, name: &str, id: &str) -> Result<PathBuf, ClientError> {
+        let req = MountRequest {
+            name: name.to_owned(),
+            id: id.to_owned(),
+        };
+        let res: MountResponse = self.client.call("VolumeDriver.Mount", &req).await?;
+        Ok(res.mountpoint)
+    }
+
+    /// `VolumeDriver.Unmount`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`].
+    pub async fn unmount(&self, name: &str, id: &str) -> Result<(), ClientError> {
+        let req = UnmountRequest {
+            name: name.to_owned(),
+            id: id.to_owned(),
+        };
+        self.client
+            .call::<_, Empty>("VolumeDriver.Unmount", &req)
+            .await
+            .map(drop)
+    }
+
+    /// `VolumeDriver.Path`; `None` when the plugin reports no path.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`].
+    pub async fn path(&self, name: &str) -> Result<Option<PathBuf>, ClientError> {
+        let req = PathRequest {
+            name: name.to_owned(),
+        };
+        let res: PathResponse = self.client.call("VolumeDriver.Path", &req).await?;
+        Ok(res.mountpoint)
+    }
+
+    /// `VolumeDriver.Get`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`]; a missing volume is a [`ClientError::Plugin`].
+    pub async fn get(&self, name: &str) -> Result<Volume, ClientError> {
+        let req = GetRequest {
+            name: name.to_owned(),
+        };
+        // The daemon takes `"Volume": null` as "no such volume", so this
+        // client does too.
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(rename = "Volume", default)]
+            volume: Option<Volume>,
+        }
+        let res: Answer = self.client.call("VolumeDriver.Get", &req).await?;
+        res.volume.ok_or_else(|| ClientError::Plugin {
+            endpoint: "VolumeDriver.Get".to_owned(),
+            status: 200,
+            message: format!("no such volume {name:?} (the plugin answered a null Volume)"),
+        })
+    }
+
+    /// `VolumeDriver.List`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`].
+    pub async fn list(&self) -> Result<Vec<Volume>, ClientError> {
+        let res: ListResponse = self.client.call("VolumeDriver.List", &Empty {}).await?;
+        Ok(res.volumes)
+    }
+
+    /// `VolumeDriver.Capabilities`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::call`].
+    pub async fn capabilities(&self) -> Result<Capabilities, ClientError> {
+        let res: CapabilitiesResponse = self
+            .client
+            .call("VolumeDriver.Capabilities", &Empty {})
+            .await?;
+        Ok(res.capabilities)
+    }
+}

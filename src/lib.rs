@@ -1,0 +1,85 @@
+//! Write Docker engine plugins in Rust: implement one async trait per plugin
+//! kind, and the SDK serves it on a Unix socket exactly as the daemon
+//! expects.
+//!
+//! ```no_run
+//! use std::path::PathBuf;
+//!
+//! use docker_plugin_sdk::volume::*;
+//! use docker_plugin_sdk::{DriverError, Plugin, SocketOptions};
+//!
+//! /// Every volume is the same host directory: about the smallest driver
+//! /// there is.
+//! struct Shared;
+//!
+//! #[async_trait::async_trait]
+//! impl VolumeDriver for Shared {
+//!     async fn create(&self, _: CreateRequest) -> Result<(), DriverError> {
+//!         Ok(())
+//!     }
+//!     async fn remove(&self, _: RemoveRequest) -> Result<(), DriverError> {
+//!         Ok(())
+//!     }
+//!     async fn mount(&self, _: MountRequest) -> Result<PathBuf, DriverError> {
+//!         Ok(PathBuf::from("/srv/shared"))
+//!     }
+//!     async fn unmount(&self, _: UnmountRequest) -> Result<(), DriverError> {
+//!         Ok(())
+//!     }
+//!     async fn path(&self, _: PathRequest) -> Result<Option<PathBuf>, DriverError> {
+//!         Ok(Some(PathBuf::from("/srv/shared")))
+//!     }
+//!     async fn get(&self, req: GetRequest) -> Result<Volume, DriverError> {
+//!         Ok(Volume::new(req.name))
+//!     }
+//!     async fn list(&self) -> Result<Vec<Volume>, DriverError> {
+//!         Ok(Vec::new())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), docker_plugin_sdk::Error> {
+//!     let socket = SocketOptions::for_plugin("shared")?;
+//!     Plugin::new().volume(Shared).run(socket).await
+//! }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`volume`]: the [`VolumeDriver`](volume::VolumeDriver) trait and the
+//!   `VolumeDriver.*` wire types.
+//! - [`Plugin`]: the drivers one socket serves; [`Plugin::run`] binds
+//!   and serves until SIGINT/SIGTERM, [`Plugin::serve`] serves a listener
+//!   you bound until a future you choose completes.
+//! - [`SocketOptions`] and [`BoundSocket`]: safe creation of the plugin
+//!   socket (stale sockets replaced, live ones and other files left alone).
+//! - [`client`]: a client that talks to a plugin as the daemon does, for
+//!   tests without Docker.
+//! - [`handshake`]: `/Plugin.Activate` and shared protocol constants.
+//! - [`DriverError`]: what drivers return; [`Error`]: what the SDK returns.
+//!
+//! # Guides
+//!
+//! The `docs/` directory of the repository holds the guides; `docs/volume.md`
+//! explains what the daemon sends to a volume plugin and when.
+//!
+//! # Feature flags
+//!
+//! None yet: everything is always built.
+
+pub mod client;
+mod error;
+pub mod handshake;
+mod plugin;
+mod server;
+mod socket;
+pub mod volume;
+
+pub use error::{BoxError, DriverError, Error, ErrorKind};
+pub use plugin::{DEFAULT_BODY_LIMIT, DEFAULT_SHUTDOWN_GRACE, Plugin};
+pub use server::Listener;
+pub use socket::{BoundSocket, SocketOptions, shutdown_signal};
+
+/// Re-exported so that drivers can use `#[async_trait]` without adding the
+/// dependency themselves.
+pub use async_trait::async_trait;

@@ -1,0 +1,223 @@
+//! The [`Plugin`] builder: which drivers one socket serves, and how a request
+//! body becomes a driver call.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::DriverError;
+use crate::handshake::{ACTIVATE, ActivateResponse};
+
+/// Default limit on a request body: authorization requests carry API bodies
+/// of up to 4 MiB, which base64 turns into about 5.6 MB of JSON.
+pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Default time in-flight requests get to finish once shutdown starts.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The outcome of one endpoint call, before it is turned into HTTP.
+pub(crate) enum Reply {
+    /// 200 with this JSON body.
+    Ok(Vec<u8>),
+    /// The request body did not decode: 400.
+    BadRequest(String),
+    /// The driver failed: 500.
+    Failed(DriverError),
+}
+
+pub(crate) type Handler = Arc<dyn Fn(Bytes) -> BoxFuture<Reply> + Send + Sync>;
+
+/// Builds the endpoint table of one plugin kind; each kind module has one.
+pub(crate) struct Routes<'a> {
+    table: &'a mut HashMap<String, Handler>,
+}
+
+impl Routes<'_> {
+    /// Adds an endpoint whose body decodes into `Req` and whose success
+    /// encodes from `Res`. An empty body decodes as `{}`.
+    pub(crate) fn add<D, Req, Res, F, Fut>(&mut self, endpoint: &str, driver: &Arc<D>, call: F)
+    where
+        D: Send + Sync + 'static + ?Sized,
+        Req: DeserializeOwned + Send + 'static,
+        Res: Serialize + Send + 'static,
+        F: Fn(Arc<D>, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Res, DriverError>> + Send + 'static,
+    {
+        let driver = Arc::clone(driver);
+        let name = endpoint.to_owned();
+        let handler: Handler = Arc::new(move |body: Bytes| {
+            let req = match decode::<Req>(&body) {
+                Ok(req) => req,
+                Err(err) => {
+                    let msg = format!("{name}: invalid request body: {err}");
+                    return Box::pin(async move { Reply::BadRequest(msg) }) as BoxFuture<Reply>;
+                }
+            };
+            let fut = call(Arc::clone(&driver), req);
+            Box::pin(async move {
+                match fut.await {
+                    Ok(res) => match serde_json::to_vec(&res) {
+                        Ok(bytes) => Reply::Ok(bytes),
+                        Err(err) => Reply::Failed(
+                            DriverError::other("encoding the response").with_source(err),
+                        ),
+                    },
+                    Err(err) => Reply::Failed(err),
+                }
+            })
+        });
+        self.table.insert(endpoint.to_owned(), handler);
+    }
+}
+
+/// Decodes a request body the way the daemon's requests need: an empty (or
+/// all-whitespace) body is a call without arguments, i.e. `{}`.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_slice(b"{}")
+    } else {
+        serde_json::from_slice(body)
+    }
+}
+
+/// A plugin kind that can be registered on a [`Plugin`].
+pub(crate) trait Kind {
+    /// The name the handshake lists in `Implements`, e.g. `VolumeDriver`.
+    const IMPLEMENTS: &'static str;
+}
+
+/// One plugin process: the drivers it serves on a single socket.
+///
+/// Register one driver per plugin kind, then serve it with
+/// [`Plugin::run`] (bind a socket and stop on SIGINT/SIGTERM) or
+/// [`Plugin::serve`] (your listener, your shutdown signal).
+///
+/// `/Plugin.Activate` answers with every registered kind, so one socket may
+/// serve, for example, a volume driver and a network driver together.
+///
+/// ```
+/// use docker_plugin_sdk::Plugin;
+/// # use docker_plugin_sdk::volume::*;
+/// # use docker_plugin_sdk::DriverError;
+/// # struct Mine;
+/// # #[async_trait::async_trait]
+/// # impl VolumeDriver for Mine {
+/// #   async fn create(&self, _: CreateRequest) -> Result<(), DriverError> { Ok(()) }
+/// #   async fn remove(&self, _: RemoveRequest) -> Result<(), DriverError> { Ok(()) }
+/// #   async fn mount(&self, _: MountRequest) -> Result<std::path::PathBuf, DriverError> { Ok("/x".into()) }
+/// #   async fn unmount(&self, _: UnmountRequest) -> Result<(), DriverError> { Ok(()) }
+/// #   async fn path(&self, _: PathRequest) -> Result<Option<std::path::PathBuf>, DriverError> { Ok(None) }
+/// #   async fn get(&self, r: GetRequest) -> Result<Volume, DriverError> { Err(DriverError::not_found(r.name)) }
+/// #   async fn list(&self) -> Result<Vec<Volume>, DriverError> { Ok(vec![]) }
+/// # }
+/// let plugin = Plugin::new().volume(Mine);
+/// assert_eq!(plugin.implements(), ["VolumeDriver"]);
+/// ```
+#[derive(Clone)]
+pub struct Plugin {
+    pub(crate) routes: Arc<HashMap<String, Handler>>,
+    implements: Vec<&'static str>,
+    pub(crate) body_limit: usize,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Plugin {
+    /// Creates a plugin that serves no driver yet.
+    pub fn new() -> Self {
+        let mut plugin = Self {
+            routes: Arc::new(HashMap::new()),
+            implements: Vec::new(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        };
+        plugin.install_activate();
+        plugin
+    }
+
+    /// Limits request bodies to `bytes`; larger ones get a 413 with an
+    /// `Err`. The default, [`DEFAULT_BODY_LIMIT`], fits authorization
+    /// requests carrying the daemon's largest (4 MiB) API bodies.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// How long in-flight requests may run once shutdown starts before the
+    /// server stops waiting for them. Defaults to
+    /// [`DEFAULT_SHUTDOWN_GRACE`], below the 10 seconds the daemon waits
+    /// between SIGTERM and SIGKILL for a managed plugin.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// The kinds `/Plugin.Activate` reports, in registration order.
+    pub fn implements(&self) -> &[&'static str] {
+        &self.implements
+    }
+
+    /// Registers a driver of kind `K`, replacing any earlier one of that kind.
+    pub(crate) fn register<K: Kind>(mut self, add: impl FnOnce(&mut Routes<'_>)) -> Self {
+        let table = Arc::make_mut(&mut self.routes);
+        add(&mut Routes { table });
+        if !self.implements.contains(&K::IMPLEMENTS) {
+            self.implements.push(K::IMPLEMENTS);
+        }
+        self.install_activate();
+        self
+    }
+
+    /// The handshake answer is fixed once the drivers are known, so it is
+    /// encoded once here rather than on every activation.
+    fn install_activate(&mut self) {
+        let answer = ActivateResponse {
+            implements: self.implements.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let body = Bytes::from(serde_json::to_vec(&answer).unwrap_or_default());
+        let handler: Handler = Arc::new(move |_| {
+            let body = body.to_vec();
+            Box::pin(async move { Reply::Ok(body) })
+        });
+        Arc::make_mut(&mut self.routes).insert(ACTIVATE.to_owned(), handler);
+    }
+
+    pub(crate) fn handler(&self, endpoint: &str) -> Option<&Handler> {
+        self.routes.get(endpoint)
+    }
+}
+
+impl Default for Plugin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("implements", &self.implements)
+            .field("body_limit", &self.body_limit)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whitespace_body_decodes_as_empty_object() {
+        let v: serde_json::Value = decode(b" \n").unwrap();
+        assert_eq!(v, serde_json::json!({}));
+    }
+}

@@ -1,0 +1,267 @@
+//! Serving a [`Plugin`] over HTTP/1.1 the way the daemon's client expects.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tracing::Instrument;
+
+use crate::error::{Error, ErrorKind};
+use crate::handshake::MEDIA_TYPE;
+use crate::plugin::{Plugin, Reply};
+
+/// A listening socket the server can accept connections from.
+///
+/// Implemented for Tokio's Unix and TCP listeners.
+pub trait Listener: Send + 'static {
+    /// One accepted connection.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Waits for the next connection.
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+impl Listener for UnixListener {
+    type Io = tokio::net::UnixStream;
+
+    async fn accept(&self) -> io::Result<Self::Io> {
+        UnixListener::accept(self).await.map(|(io, _)| io)
+    }
+}
+
+impl Listener for TcpListener {
+    type Io = tokio::net::TcpStream;
+
+    async fn accept(&self) -> io::Result<Self::Io> {
+        let (io, _) = TcpListener::accept(self).await?;
+        // Replies are small and written at once: waiting to coalesce them
+        // only adds latency.
+        io.set_nodelay(true)?;
+        Ok(io)
+    }
+}
+
+impl Plugin {
+    /// Serves this plugin on `listener` until `shutdown` completes.
+    ///
+    /// Each connection is served on its own task and each request's driver
+    /// call on its own task, so a slow call never delays another one. When
+    /// `shutdown` completes the server stops accepting, closes idle
+    /// keep-alive connections, and waits up to the
+    /// [shutdown grace](Plugin::shutdown_grace) for requests in flight.
+    ///
+    /// The caller owns the listener and, for a Unix socket, its file: see
+    /// [`Plugin::run`] for the variant that binds and cleans up.
+    ///
+    /// # Errors
+    ///
+    /// Fails only if accepting connections fails persistently in a way that
+    /// is not about one connection (e.g. the listener was closed).
+    pub async fn serve<L, F>(self, listener: L, shutdown: F) -> Result<(), Error>
+    where
+        L: Listener,
+        F: Future<Output = ()> + Send,
+    {
+        let graceful = GracefulShutdown::new();
+        let grace = self.shutdown_grace;
+        tokio::pin!(shutdown);
+
+        loop {
+            let io = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(io) => io,
+                    Err(err) if is_per_connection(&err) => {
+                        tracing::debug!(error = %err, "accept failed for one connection");
+                        continue;
+                    }
+                    Err(err) if is_resource_exhaustion(&err) => {
+                        // Out of file descriptors: back off instead of
+                        // spinning, connections will free some.
+                        tracing::warn!(error = %err, "accept failed; retrying shortly");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    Err(err) => return Err(Error::Serve(err)),
+                },
+            };
+            self.spawn_connection(io, &graceful);
+        }
+
+        drop(listener);
+        tracing::debug!("shutting down; waiting for requests in flight");
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "requests still running after the shutdown grace period"
+            );
+        }
+        Ok(())
+    }
+
+    fn spawn_connection<Io>(&self, io: Io, graceful: &GracefulShutdown)
+    where
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let plugin = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let plugin = plugin.clone();
+            async move { Ok::<_, Infallible>(plugin.handle(req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::trace!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+
+    /// Answers one HTTP request.
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let endpoint = req.uri().path().trim_start_matches('/').to_owned();
+        let span = tracing::debug_span!("request", endpoint = %endpoint);
+        let started = Instant::now();
+        let response = self.dispatch(&endpoint, req).instrument(span.clone()).await;
+        span.in_scope(|| {
+            tracing::debug!(
+                status = response.status().as_u16(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "handled"
+            );
+        });
+        response
+    }
+
+    async fn dispatch(&self, endpoint: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(handler) = self.handler(endpoint) else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                &format!("{endpoint}: this plugin does not implement this endpoint"),
+            );
+        };
+        // The daemon only ever POSTs; a GET from a curious human gets a clear
+        // answer rather than a driver call.
+        if req.method() != Method::POST {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{endpoint}: use POST, not {}", req.method()),
+            );
+        }
+
+        let body = match Limited::new(req.into_body(), self.body_limit)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+                let msg = format!(
+                    "{endpoint}: request body is larger than the limit of {} bytes",
+                    self.body_limit
+                );
+                return error_response(StatusCode::PAYLOAD_TOO_LARGE, &msg);
+            }
+            Err(err) => {
+                let msg = format!("{endpoint}: reading the request body failed: {err}");
+                return error_response(StatusCode::BAD_REQUEST, &msg);
+            }
+        };
+
+        // The driver call runs on its own task so that a client hanging up
+        // does not cancel it half-way, and so that a panic is contained.
+        let call = tokio::spawn((handler)(body).in_current_span());
+        match call.await {
+            Ok(Reply::Ok(json)) => json_response(StatusCode::OK, Bytes::from(json)),
+            Ok(Reply::BadRequest(msg)) => {
+                tracing::debug!(error = %msg, "rejected request");
+                error_response(StatusCode::BAD_REQUEST, &msg)
+            }
+            Ok(Reply::Failed(err)) => {
+                match err.kind() {
+                    // The daemon asks Get before every Create: a missing
+                    // volume is routine, not something an operator must see.
+                    ErrorKind::NotFound => tracing::debug!(endpoint, error = %err, "driver error"),
+                    _ => tracing::warn!(endpoint, error = %err, "driver error"),
+                }
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())
+            }
+            Err(join) => {
+                let msg = panic_message(join);
+                tracing::error!(endpoint, panic = %msg, "driver panicked");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("{endpoint}: the plugin failed unexpectedly: {msg}"),
+                )
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrBody<'a> {
+    #[serde(rename = "Err")]
+    err: &'a str,
+}
+
+fn error_response(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
+    // A message can be empty only if a driver made it so; the daemon treats
+    // an empty `Err` as no error at all, so say something.
+    let msg = if msg.is_empty() { "unknown error" } else { msg };
+    let body = serde_json::to_vec(&ErrBody { err: msg }).unwrap_or_default();
+    json_response(status, Bytes::from(body))
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+    response
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => {
+            if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_owned()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "panic".to_owned()
+            }
+        }
+        Err(join) => join.to_string(),
+    }
+}
+
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
