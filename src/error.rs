@@ -221,14 +221,14 @@ mod tests {
 
     #[test]
     fn display_joins_message_and_sources() {
-        let err = DriverError::other("creating volume \"a\"")
-            .with_source(io::Error::new(io::ErrorKind::Other, "disk full"));
+        let err =
+            DriverError::other("creating volume \"a\"").with_source(io::Error::other("disk full"));
         assert_eq!(err.to_string(), "creating volume \"a\": disk full");
     }
 
     #[test]
     fn converted_error_prints_its_own_text_once() {
-        let err: DriverError = io::Error::new(io::ErrorKind::Other, "boom").into();
+        let err: DriverError = io::Error::other("boom").into();
         assert_eq!(err.to_string(), "boom");
     }
 }

@@ -97,7 +97,8 @@ async fn kill_9_at_any_moment_loses_no_acknowledged_volume() {
             "round {round}: lost {:?}",
             expected.difference(&listed).collect::<Vec<_>>()
         );
-        for name in mounted.lock().unwrap().iter() {
+        let still_mounted = mounted.lock().unwrap().clone();
+        for name in &still_mounted {
             let v = Client::new(&socket).volume().get(name).await.unwrap();
             assert_eq!(
                 v.status.unwrap()["mounts"],

@@ -227,40 +227,50 @@ impl Inner {
         let Some(path) = self.live(&state, name).map(|r| self.volume_path(r)) else {
             return Err(not_found(name));
         };
-        let Some(record) = state.volumes.get_mut(name) else {
-            return Err(not_found(name));
-        };
-        if record.mounts.insert(id.to_owned()) {
-            if let Err(err) = self.save(&state) {
-                if let Some(record) = state.volumes.get_mut(name) {
-                    record.mounts.remove(id);
-                }
-                return Err(
-                    DriverError::other(format!("mounting volume {name:?}")).with_source(err)
-                );
-            }
-        }
+        self.change_mounts(&mut state, name, id, true)?;
         tracing::debug!(volume = name, mount_id = id, "mounted");
         Ok(path)
     }
 
     fn unmount(&self, name: &str, id: &str) -> Result<(), DriverError> {
         let mut state = self.lock();
+        self.change_mounts(&mut state, name, id, false)?;
+        tracing::debug!(volume = name, mount_id = id, "unmounted");
+        Ok(())
+    }
+
+    /// Adds or removes mount `id` of `name` and saves the table; the change
+    /// is undone if it cannot be saved, so memory never runs ahead of disk.
+    fn change_mounts(
+        &self,
+        state: &mut State,
+        name: &str,
+        id: &str,
+        add: bool,
+    ) -> Result<(), DriverError> {
         let Some(record) = state.volumes.get_mut(name) else {
             return Ok(());
         };
-        if record.mounts.remove(id) {
-            if let Err(err) = self.save(&state) {
-                if let Some(record) = state.volumes.get_mut(name) {
-                    record.mounts.insert(id.to_owned());
-                }
-                return Err(
-                    DriverError::other(format!("unmounting volume {name:?}")).with_source(err)
-                );
+        let changed = if add {
+            record.mounts.insert(id.to_owned())
+        } else {
+            record.mounts.remove(id)
+        };
+        if !changed {
+            return Ok(());
+        }
+        let Err(err) = self.save(state) else {
+            return Ok(());
+        };
+        if let Some(record) = state.volumes.get_mut(name) {
+            if add {
+                record.mounts.remove(id);
+            } else {
+                record.mounts.insert(id.to_owned());
             }
         }
-        tracing::debug!(volume = name, mount_id = id, "unmounted");
-        Ok(())
+        let verb = if add { "mounting" } else { "unmounting" };
+        Err(DriverError::other(format!("{verb} volume {name:?}")).with_source(err))
     }
 
     /// Empties the trash left by removals that a crash interrupted.
