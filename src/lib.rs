@@ -3,21 +3,27 @@
 //! expects.
 //!
 //! ```no_run
+//! use std::collections::BTreeSet;
 //! use std::path::PathBuf;
+//! use tokio::sync::Mutex;
 //!
 //! use docker_plugin_sdk::volume::*;
-//! use docker_plugin_sdk::{DriverError, Plugin, SocketOptions};
+//! use docker_plugin_sdk::{DriverError, Plugin, SocketOptions, async_trait};
 //!
-//! /// Every volume is the same host directory: about the smallest driver
-//! /// there is.
-//! struct Shared;
+//! /// Volumes are names in a set; all of them share one host directory.
+//! #[derive(Default)]
+//! struct Shared {
+//!     names: Mutex<BTreeSet<String>>,
+//! }
 //!
-//! #[async_trait::async_trait]
+//! #[async_trait]
 //! impl VolumeDriver for Shared {
-//!     async fn create(&self, _: CreateRequest) -> Result<(), DriverError> {
+//!     async fn create(&self, req: CreateRequest) -> Result<(), DriverError> {
+//!         self.names.lock().await.insert(req.name);
 //!         Ok(())
 //!     }
-//!     async fn remove(&self, _: RemoveRequest) -> Result<(), DriverError> {
+//!     async fn remove(&self, req: RemoveRequest) -> Result<(), DriverError> {
+//!         self.names.lock().await.remove(&req.name);
 //!         Ok(())
 //!     }
 //!     async fn mount(&self, _: MountRequest) -> Result<PathBuf, DriverError> {
@@ -30,17 +36,23 @@
 //!         Ok(Some(PathBuf::from("/srv/shared")))
 //!     }
 //!     async fn get(&self, req: GetRequest) -> Result<Volume, DriverError> {
-//!         Ok(Volume::new(req.name))
+//!         // An unknown name must fail: that is how the daemon decides to
+//!         // call `create`.
+//!         match self.names.lock().await.contains(&req.name) {
+//!             true => Ok(Volume::new(req.name)),
+//!             false => Err(DriverError::not_found(format!("no such volume {:?}", req.name))),
+//!         }
 //!     }
 //!     async fn list(&self) -> Result<Vec<Volume>, DriverError> {
-//!         Ok(Vec::new())
+//!         Ok(self.names.lock().await.iter().map(Volume::new).collect())
 //!     }
 //! }
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), docker_plugin_sdk::Error> {
+//!     // Serves /run/docker/plugins/shared.sock until SIGINT or SIGTERM.
 //!     let socket = SocketOptions::for_plugin("shared")?;
-//!     Plugin::new().volume(Shared).run(socket).await
+//!     Plugin::new().volume(Shared::default()).run(socket).await
 //! }
 //! ```
 //!
@@ -57,6 +69,7 @@
 //!   tests without Docker.
 //! - [`handshake`]: `/Plugin.Activate` and shared protocol constants.
 //! - [`DriverError`]: what drivers return; [`Error`]: what the SDK returns.
+//! - [`guides`]: long-form guides, starting with writing a volume plugin.
 //!
 //! # Guides
 //!
@@ -69,6 +82,7 @@
 
 pub mod client;
 mod error;
+pub mod guides;
 pub mod handshake;
 mod plugin;
 mod server;
@@ -83,3 +97,8 @@ pub use socket::{BoundSocket, SocketOptions, shutdown_signal};
 /// Re-exported so that drivers can use `#[async_trait]` without adding the
 /// dependency themselves.
 pub use async_trait::async_trait;
+
+/// Compiles the README's example with the doc tests, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
