@@ -326,29 +326,40 @@ impl VolumeDriver for LocalDir {
             .await
     }
 
+    // Reads take the same lock as writes, which is held across fsync: they
+    // wait on the blocking pool too, never on an async worker.
     async fn path(&self, req: PathRequest) -> Result<Option<PathBuf>, DriverError> {
-        let state = self.inner.lock();
-        match self.inner.live(&state, &req.name) {
-            Some(record) => Ok(Some(self.inner.volume_path(record))),
-            None => Err(not_found(&req.name)),
-        }
+        self.blocking(move |inner| {
+            let state = inner.lock();
+            match inner.live(&state, &req.name) {
+                Some(record) => Ok(Some(inner.volume_path(record))),
+                None => Err(not_found(&req.name)),
+            }
+        })
+        .await
     }
 
     async fn get(&self, req: GetRequest) -> Result<Volume, DriverError> {
-        let state = self.inner.lock();
-        match self.inner.live(&state, &req.name) {
-            Some(record) => Ok(self.inner.describe(&req.name, record)),
-            None => Err(not_found(&req.name)),
-        }
+        self.blocking(move |inner| {
+            let state = inner.lock();
+            match inner.live(&state, &req.name) {
+                Some(record) => Ok(inner.describe(&req.name, record)),
+                None => Err(not_found(&req.name)),
+            }
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<Volume>, DriverError> {
-        let state = self.inner.lock();
-        Ok(state
-            .volumes
-            .iter()
-            .filter(|(name, _)| self.inner.live(&state, name).is_some())
-            .map(|(name, record)| self.inner.describe(name, record))
-            .collect())
+        self.blocking(|inner| {
+            let state = inner.lock();
+            Ok(state
+                .volumes
+                .iter()
+                .filter(|(name, _)| inner.live(&state, name).is_some())
+                .map(|(name, record)| inner.describe(name, record))
+                .collect())
+        })
+        .await
     }
 }
