@@ -343,3 +343,15 @@ async fn pipelined_requests_are_answered_in_order() {
     let list = text.find("Volumes").expect("list answer");
     assert!(activate < list, "answers out of order: {text}");
 }
+
+#[tokio::test]
+async fn the_client_gives_up_like_the_daemon_instead_of_hanging() {
+    let s = served();
+    let client = s.client().with_timeout(Duration::from_millis(200));
+    let started = Instant::now();
+    let err = client.volume().create("slow-3", None).await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // A later call on the same client gets a fresh connection and works.
+    assert_eq!(client.activate().await.unwrap(), ["VolumeDriver"]);
+}
