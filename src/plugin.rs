@@ -36,12 +36,37 @@ pub(crate) enum Reply {
 
 pub(crate) type Handler = Arc<dyn Fn(Bytes) -> BoxFuture<Reply> + Send + Sync>;
 
+/// The keys a failure answer carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum ErrorBody {
+    /// `{"Err": msg}`: what the daemon reads from every non-200 answer.
+    #[default]
+    Err,
+    /// `{"Err": msg, "Error": msg}`: IPAM answers are judged by `Error`
+    /// when they come with a 200, so a failure carries both keys and stays
+    /// a failure for any reader of either.
+    ErrAndError,
+}
+
+/// One endpoint: its handler and the shape of its failure answers.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) call: Handler,
+    pub(crate) error_body: ErrorBody,
+}
+
 /// Builds the endpoint table of one plugin kind; each kind module has one.
 pub(crate) struct Routes<'a> {
-    table: &'a mut HashMap<String, Handler>,
+    table: &'a mut HashMap<String, Route>,
+    error_body: ErrorBody,
 }
 
 impl Routes<'_> {
+    /// Sets the failure shape of the endpoints added after this call.
+    pub(crate) fn error_body(&mut self, shape: ErrorBody) {
+        self.error_body = shape;
+    }
+
     /// Adds an endpoint whose body decodes into `Req` and whose success
     /// encodes from `Res`. An empty body decodes as `{}`.
     pub(crate) fn add<D, Req, Res, F, Fut>(&mut self, endpoint: &str, driver: &Arc<D>, call: F)
@@ -75,7 +100,11 @@ impl Routes<'_> {
                 }
             })
         });
-        self.table.insert(endpoint.to_owned(), handler);
+        let route = Route {
+            call: handler,
+            error_body: self.error_body,
+        };
+        self.table.insert(endpoint.to_owned(), route);
     }
 }
 
@@ -124,7 +153,7 @@ pub(crate) trait Kind {
 /// ```
 #[derive(Clone)]
 pub struct Plugin {
-    pub(crate) routes: Arc<HashMap<String, Handler>>,
+    pub(crate) routes: Arc<HashMap<String, Route>>,
     implements: Vec<&'static str>,
     pub(crate) body_limit: usize,
     pub(crate) shutdown_grace: Duration,
@@ -168,7 +197,10 @@ impl Plugin {
     /// Registers a driver of kind `K`, replacing any earlier one of that kind.
     pub(crate) fn register<K: Kind>(mut self, add: impl FnOnce(&mut Routes<'_>)) -> Self {
         let table = Arc::make_mut(&mut self.routes);
-        add(&mut Routes { table });
+        add(&mut Routes {
+            table,
+            error_body: ErrorBody::default(),
+        });
         if !self.implements.contains(&K::IMPLEMENTS) {
             self.implements.push(K::IMPLEMENTS);
         }
@@ -187,10 +219,14 @@ impl Plugin {
             let body = body.to_vec();
             Box::pin(async move { Reply::Ok(body) })
         });
-        Arc::make_mut(&mut self.routes).insert(ACTIVATE.to_owned(), handler);
+        let route = Route {
+            call: handler,
+            error_body: ErrorBody::default(),
+        };
+        Arc::make_mut(&mut self.routes).insert(ACTIVATE.to_owned(), route);
     }
 
-    pub(crate) fn handler(&self, endpoint: &str) -> Option<&Handler> {
+    pub(crate) fn route(&self, endpoint: &str) -> Option<&Route> {
         self.routes.get(endpoint)
     }
 }

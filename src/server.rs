@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind};
 use crate::handshake::MEDIA_TYPE;
-use crate::plugin::{Plugin, Reply};
+use crate::plugin::{ErrorBody, Plugin, Reply};
 
 /// A listening socket the server can accept connections from.
 ///
@@ -150,16 +150,19 @@ impl Plugin {
     }
 
     async fn dispatch(&self, endpoint: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let Some(handler) = self.handler(endpoint) else {
+        let Some(route) = self.route(endpoint) else {
             return error_response(
+                ErrorBody::Err,
                 StatusCode::NOT_FOUND,
                 &format!("{endpoint}: this plugin does not implement this endpoint"),
             );
         };
         // The daemon only ever POSTs; a GET from a curious human gets a clear
         // answer rather than a driver call.
+        let shape = route.error_body;
         if req.method() != Method::POST {
             return error_response(
+                shape,
                 StatusCode::METHOD_NOT_ALLOWED,
                 &format!("{endpoint}: use POST, not {}", req.method()),
             );
@@ -175,22 +178,22 @@ impl Plugin {
                     "{endpoint}: request body is larger than the limit of {} bytes",
                     self.body_limit
                 );
-                return error_response(StatusCode::PAYLOAD_TOO_LARGE, &msg);
+                return error_response(shape, StatusCode::PAYLOAD_TOO_LARGE, &msg);
             }
             Err(err) => {
                 let msg = format!("{endpoint}: reading the request body failed: {err}");
-                return error_response(StatusCode::BAD_REQUEST, &msg);
+                return error_response(shape, StatusCode::BAD_REQUEST, &msg);
             }
         };
 
         // The driver call runs on its own task so that a client hanging up
         // does not cancel it half-way, and so that a panic is contained.
-        let call = tokio::spawn((handler)(body).in_current_span());
+        let call = tokio::spawn((route.call)(body).in_current_span());
         match call.await {
             Ok(Reply::Ok(json)) => json_response(StatusCode::OK, Bytes::from(json)),
             Ok(Reply::BadRequest(msg)) => {
                 tracing::debug!(error = %msg, "rejected request");
-                error_response(StatusCode::BAD_REQUEST, &msg)
+                error_response(shape, StatusCode::BAD_REQUEST, &msg)
             }
             Ok(Reply::Failed(err)) => {
                 match err.kind() {
@@ -199,12 +202,13 @@ impl Plugin {
                     ErrorKind::NotFound => tracing::debug!(endpoint, error = %err, "driver error"),
                     _ => tracing::warn!(endpoint, error = %err, "driver error"),
                 }
-                error_response(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())
+                error_response(shape, StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())
             }
             Err(join) => {
                 let msg = panic_message(join);
                 tracing::error!(endpoint, panic = %msg, "driver panicked");
                 error_response(
+                    shape,
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &format!("{endpoint}: the plugin failed unexpectedly: {msg}"),
                 )
@@ -217,13 +221,16 @@ impl Plugin {
 struct ErrBody<'a> {
     #[serde(rename = "Err")]
     err: &'a str,
+    #[serde(rename = "Error", skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
 }
 
-fn error_response(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
+fn error_response(shape: ErrorBody, status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
     // A message can be empty only if a driver made it so; the daemon treats
     // an empty `Err` as no error at all, so say something.
     let msg = if msg.is_empty() { "unknown error" } else { msg };
-    let body = serde_json::to_vec(&ErrBody { err: msg }).unwrap_or_default();
+    let error = (shape == ErrorBody::ErrAndError).then_some(msg);
+    let body = serde_json::to_vec(&ErrBody { err: msg, error }).unwrap_or_default();
     json_response(status, Bytes::from(body))
 }
 
