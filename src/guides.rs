@@ -3,3 +3,8 @@
 
 #[doc = include_str!("../docs/volume.md")]
 pub mod volume_guide {}
+
+/// Writing an authorization plugin: what the daemon asks in each phase,
+/// the bypasses a policy must not fall for, and deploying one safely.
+#[doc = include_str!("../docs/authz.md")]
+pub mod authz_guide {}
