@@ -60,6 +60,11 @@
 //!
 //! - [`volume`]: the [`VolumeDriver`](volume::VolumeDriver) trait and the
 //!   `VolumeDriver.*` wire types.
+//! - [`network`]: the [`NetworkDriver`](network::NetworkDriver) trait and the
+//!   `NetworkDriver.*` wire types, with [`MacAddress`](network::MacAddress).
+//! - [`ipam`]: the [`IpamDriver`](ipam::IpamDriver) trait and the
+//!   `IpamDriver.*` wire types. Prefixes and addresses with a prefix are
+//!   [`ipnet::IpNet`], re-exported as [`ipnet`].
 //! - [`authz`]: the [`AuthzPlugin`](authz::AuthzPlugin) trait, the typed
 //!   [`ApiRequest`](authz::ApiRequest) it decides on, and the
 //!   `AuthZPlugin.*` wire types.
@@ -88,10 +93,13 @@ pub mod client;
 mod error;
 pub mod guides;
 pub mod handshake;
+pub mod ipam;
+pub mod network;
 mod plugin;
 mod server;
 mod socket;
 pub mod volume;
+mod wire;
 
 pub use error::{BoxError, DriverError, Error, ErrorKind};
 pub use plugin::{DEFAULT_BODY_LIMIT, DEFAULT_SHUTDOWN_GRACE, Plugin};
@@ -101,6 +109,10 @@ pub use socket::{BoundSocket, SocketOptions, shutdown_signal};
 /// Re-exported so that drivers can use `#[async_trait]` without adding the
 /// dependency themselves.
 pub use async_trait::async_trait;
+
+/// Re-exported so that network and IPAM drivers name prefixes with the same
+/// version of the crate as the SDK.
+pub use ipnet;
 
 /// Compiles the README's example with the doc tests, so it cannot rot.
 #[cfg(doctest)]

@@ -36,9 +36,13 @@ use serde::de::DeserializeOwned;
 use crate::handshake::{ACTIVATE, ActivateResponse, MEDIA_TYPE};
 
 mod authz;
+mod ipam;
+mod network;
 mod volume;
 
 pub use authz::AuthzClient;
+pub use ipam::IpamClient;
+pub use network::NetworkClient;
 pub use volume::VolumeClient;
 
 /// The `Host` header of current daemons on Unix sockets.
@@ -236,13 +240,27 @@ impl Client {
         Req: Serialize + ?Sized,
         Res: DeserializeOwned,
     {
+        self.call_judged_by(endpoint, req, "err").await
+    }
+
+    /// [`Client::call`], reading a 200 answer's error from `ok_key`.
+    pub(crate) async fn call_judged_by<Req, Res>(
+        &self,
+        endpoint: &str,
+        req: &Req,
+        ok_key: &str,
+    ) -> Result<Res, ClientError>
+    where
+        Req: Serialize + ?Sized,
+        Res: DeserializeOwned,
+    {
         let mut body = serde_json::to_vec(req).map_err(|source| ClientError::Decode {
             endpoint: endpoint.to_owned(),
             source,
         })?;
         body.push(b'\n');
         let raw = self.call_raw(endpoint, body).await?;
-        interpret(endpoint, raw)
+        interpret_with(endpoint, raw, ok_key)
     }
 
     /// `Plugin.Activate` with the daemon's empty body; returns `Implements`.
@@ -265,6 +283,17 @@ impl Client {
     /// Typed `VolumeDriver.*` calls.
     pub fn volume(&self) -> VolumeClient<'_> {
         VolumeClient::new(self)
+    }
+
+    /// Typed `NetworkDriver.*` calls.
+    pub fn network(&self) -> NetworkClient<'_> {
+        NetworkClient::new(self)
+    }
+
+    /// Typed `IpamDriver.*` calls, judged by `Error` as the daemon judges
+    /// IPAM answers.
+    pub fn ipam(&self) -> IpamClient<'_> {
+        IpamClient::new(self)
     }
 
     async fn connection(
@@ -309,25 +338,37 @@ pub(crate) fn interpret<Res: DeserializeOwned>(
     endpoint: &str,
     raw: RawResponse,
 ) -> Result<Res, ClientError> {
-    let err_field = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw.body)
-        .ok()
-        .and_then(|map| {
-            map.into_iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("err"))
-                .and_then(|(_, v)| v.as_str().map(str::to_owned))
-        })
-        .filter(|s| !s.is_empty());
+    interpret_with(endpoint, raw, "err")
+}
+
+/// Like [`interpret`], reading the error of a 200 answer from `ok_key`
+/// (matched in any case): IPAM answers carry it in `Error`, not `Err`.
+pub(crate) fn interpret_with<Res: DeserializeOwned>(
+    endpoint: &str,
+    raw: RawResponse,
+    ok_key: &str,
+) -> Result<Res, ClientError> {
+    let field = |key: &str| {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw.body)
+            .ok()
+            .and_then(|map| {
+                map.into_iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .and_then(|(_, v)| v.as_str().map(str::to_owned))
+            })
+            .filter(|s| !s.is_empty())
+    };
 
     if raw.status != StatusCode::OK {
         let message =
-            err_field.unwrap_or_else(|| String::from_utf8_lossy(&raw.body).trim().to_owned());
+            field("err").unwrap_or_else(|| String::from_utf8_lossy(&raw.body).trim().to_owned());
         return Err(ClientError::Plugin {
             endpoint: endpoint.to_owned(),
             status: raw.status.as_u16(),
             message,
         });
     }
-    if let Some(message) = err_field {
+    if let Some(message) = field(ok_key) {
         return Err(ClientError::Plugin {
             endpoint: endpoint.to_owned(),
             status: 200,
