@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod bridge_net;
+pub mod docker;
 pub mod process;
 
 use std::path::{Path, PathBuf};
