@@ -4,6 +4,11 @@
 #[doc = include_str!("../docs/volume.md")]
 pub mod volume_guide {}
 
+/// Writing network and IPAM drivers: what the daemon sends, in which order,
+/// and the rules that trip people up.
+#[doc = include_str!("../docs/network.md")]
+pub mod network_guide {}
+
 /// Writing an authorization plugin: what the daemon asks in each phase,
 /// the bypasses a policy must not fall for, and deploying one safely.
 #[doc = include_str!("../docs/authz.md")]

@@ -82,7 +82,9 @@
 //! # Guides
 //!
 //! The `docs/` directory of the repository holds the guides; `docs/volume.md`
-//! explains what the daemon sends to a volume plugin and when.
+//! explains what the daemon sends to a volume plugin and when, and
+//! `docs/network.md` ([`guides::network_guide`]) does the same for network
+//! and IPAM drivers.
 //!
 //! # Feature flags
 //!
