@@ -104,7 +104,10 @@ pub mod volume;
 mod wire;
 
 pub use error::{BoxError, DriverError, Error, ErrorKind};
-pub use plugin::{DEFAULT_BODY_LIMIT, DEFAULT_SHUTDOWN_GRACE, Plugin};
+pub use plugin::{
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+    Plugin,
+};
 pub use server::Listener;
 pub use socket::{BoundSocket, SocketOptions, shutdown_signal};
 

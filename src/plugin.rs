@@ -19,6 +19,13 @@ use crate::handshake::{ACTIVATE, ActivateResponse};
 /// of up to 4 MiB, which base64 turns into about 5.6 MB of JSON.
 pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
+/// Default cap on open connections; the daemon itself uses at most a few.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Default time a client gets to send a request's headers, and then its
+/// body, before the connection is closed.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default time in-flight requests get to finish once shutdown starts.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
@@ -157,6 +164,8 @@ pub struct Plugin {
     implements: Vec<&'static str>,
     pub(crate) body_limit: usize,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) read_timeout: Duration,
 }
 
 impl Plugin {
@@ -167,6 +176,8 @@ impl Plugin {
             implements: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            read_timeout: DEFAULT_READ_TIMEOUT,
         };
         plugin.install_activate();
         plugin
@@ -186,6 +197,24 @@ impl Plugin {
     /// between SIGTERM and SIGKILL for a managed plugin.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Caps the connections served at once; further clients wait in the
+    /// listen backlog until one closes. Defaults to
+    /// [`DEFAULT_MAX_CONNECTIONS`]; with the body limit it bounds the memory
+    /// requests can take.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// How long a client may take to send a request's headers, and then its
+    /// body; slower connections are closed (headers) or answered 408
+    /// (body). Defaults to [`DEFAULT_READ_TIMEOUT`], longer than the 30
+    /// seconds the daemon keeps an idle connection open.
+    pub fn read_timeout(mut self, limit: Duration) -> Self {
+        self.read_timeout = limit;
         self
     }
 
@@ -243,6 +272,8 @@ impl fmt::Debug for Plugin {
             .field("implements", &self.implements)
             .field("body_limit", &self.body_limit)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_connections", &self.max_connections)
+            .field("read_timeout", &self.read_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -3,18 +3,20 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind};
@@ -75,9 +77,20 @@ impl Plugin {
     {
         let graceful = GracefulShutdown::new();
         let grace = self.shutdown_grace;
+        // Each connection holds a permit: at the cap the server stops
+        // accepting, so leaked or hostile connections cannot exhaust file
+        // descriptors or memory.
+        let permits = Arc::new(Semaphore::new(self.max_connections.max(1)));
         tokio::pin!(shutdown);
 
         loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
             let io = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
@@ -96,7 +109,7 @@ impl Plugin {
                     Err(err) => return Err(Error::Serve(err)),
                 },
             };
-            self.spawn_connection(io, &graceful);
+            self.spawn_connection(io, &graceful, permit);
         }
 
         drop(listener);
@@ -113,8 +126,12 @@ impl Plugin {
         Ok(())
     }
 
-    fn spawn_connection<Io>(&self, io: Io, graceful: &GracefulShutdown)
-    where
+    fn spawn_connection<Io>(
+        &self,
+        io: Io,
+        graceful: &GracefulShutdown,
+        permit: OwnedSemaphorePermit,
+    ) where
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let plugin = self.clone();
@@ -122,14 +139,20 @@ impl Plugin {
             let plugin = plugin.clone();
             async move { Ok::<_, Infallible>(plugin.handle(req).await) }
         });
+        // The header timeout also ends connections that stay silent, so it
+        // is longer than the 30 s the daemon keeps an idle connection.
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.read_timeout)
             .keep_alive(true)
+            .half_close(true)
             .serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {
                 tracing::trace!(error = %err, "connection ended with an error");
             }
+            drop(permit);
         });
     }
 
@@ -168,17 +191,38 @@ impl Plugin {
             );
         }
 
-        let body = match Limited::new(req.into_body(), self.body_limit)
-            .collect()
-            .await
-        {
+        let too_large = |declared: Option<u64>| {
+            let msg = format!(
+                "{endpoint}: request body{} is larger than the limit of {} bytes",
+                declared
+                    .map(|n| format!(" of {n} bytes"))
+                    .unwrap_or_default(),
+                self.body_limit
+            );
+            error_response(shape, StatusCode::PAYLOAD_TOO_LARGE, &msg)
+        };
+        // Refused before reading a byte when the length is announced.
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.body_limit as u64) {
+            return too_large(declared);
+        }
+
+        let collect = Limited::new(req.into_body(), self.body_limit).collect();
+        let Ok(collected) = tokio::time::timeout(self.read_timeout, collect).await else {
+            let msg = format!(
+                "{endpoint}: the request body did not arrive within {:?}",
+                self.read_timeout
+            );
+            return error_response(shape, StatusCode::REQUEST_TIMEOUT, &msg);
+        };
+        let body = match collected {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-                let msg = format!(
-                    "{endpoint}: request body is larger than the limit of {} bytes",
-                    self.body_limit
-                );
-                return error_response(shape, StatusCode::PAYLOAD_TOO_LARGE, &msg);
+                return too_large(None);
             }
             Err(err) => {
                 let msg = format!("{endpoint}: reading the request body failed: {err}");

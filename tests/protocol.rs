@@ -355,3 +355,78 @@ async fn the_client_gives_up_like_the_daemon_instead_of_hanging() {
     // A later call on the same client gets a fresh connection and works.
     assert_eq!(client.activate().await.unwrap(), ["VolumeDriver"]);
 }
+
+#[tokio::test]
+async fn an_announced_oversized_body_is_refused_before_it_is_sent() {
+    let s = Served::start(Plugin::new().volume(Steered::default()).body_limit(1024));
+    let head = request_bytes(
+        "/VolumeDriver.Create",
+        &[("Content-Length", "999999999")],
+        b"",
+    );
+    let answer = exchange_once(&s.socket, &head).await;
+    assert_eq!(answer.status, 413);
+    assert!(
+        answer.err().unwrap().contains("999999999"),
+        "{:?}",
+        answer.err()
+    );
+}
+
+#[tokio::test]
+async fn silent_and_slow_clients_are_cut_off() {
+    let limit = Duration::from_millis(500);
+    let s = Served::start(Plugin::new().volume(Steered::default()).read_timeout(limit));
+
+    // Half a request head, then nothing: the connection is closed.
+    let mut stream = UnixStream::connect(&s.socket).await.unwrap();
+    stream
+        .write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a half-sent head kept the connection open");
+
+    // A body that never completes: 408 with an Err.
+    let mut stream = UnixStream::connect(&s.socket).await.unwrap();
+    let head = request_bytes(
+        "/VolumeDriver.Create",
+        &[("Content-Length", "100")],
+        b"{\"Na",
+    );
+    stream.write_all(&head).await.unwrap();
+    let answer = common::read_answer(&mut stream).await;
+    assert_eq!(answer.status, 408);
+    assert!(answer.err().unwrap().contains("did not arrive"));
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let s = Served::start(Plugin::new().volume(Steered::default()).max_connections(2));
+    let first = UnixStream::connect(&s.socket).await.unwrap();
+    let _second = UnixStream::connect(&s.socket).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The third connects (backlog) but is not served while two are open.
+    let third = s.client().with_timeout(Duration::from_millis(300));
+    assert!(matches!(
+        third.activate().await,
+        Err(ClientError::Timeout { .. })
+    ));
+
+    drop(first);
+    let fourth = s.client().with_timeout(Duration::from_secs(5));
+    assert_eq!(fourth.activate().await.unwrap(), ["VolumeDriver"]);
+}
+
+#[tokio::test]
+async fn a_request_sent_on_a_half_closed_connection_is_answered() {
+    let s = served();
+    let mut stream = UnixStream::connect(&s.socket).await.unwrap();
+    let req = request_bytes("/Plugin.Activate", &[("Content-Length", "0")], b"");
+    stream.write_all(&req).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let answer = common::read_answer(&mut stream).await;
+    assert_eq!(answer.status, 200);
+}
