@@ -4,6 +4,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 
@@ -213,11 +214,11 @@ fn clear_stale(path: &Path) -> Result<(), Error> {
             path: path.to_owned(),
         });
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(Error::AlreadyRunning {
+    match probe(path) {
+        Probe::Listening => Err(Error::AlreadyRunning {
             path: path.to_owned(),
         }),
-        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+        Probe::Refused => {
             tracing::info!(path = %path.display(), "replacing stale socket");
             fs::remove_file(path).map_err(|source| Error::Io {
                 context: "removing stale socket",
@@ -225,11 +226,43 @@ fn clear_stale(path: &Path) -> Result<(), Error> {
                 source,
             })
         }
-        Err(source) => Err(Error::Io {
+        Probe::Failed(source) => Err(Error::Io {
             context: "probing existing socket",
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+enum Probe {
+    Listening,
+    Refused,
+    Failed(io::Error),
+}
+
+/// How long a connection attempt may take before the socket counts as
+/// held by a live process that is not accepting (frozen, or flooded).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Tries to connect to `path`. A connect to a listener whose backlog is
+/// full blocks, and std offers no timeout for Unix sockets, so the attempt
+/// runs on a helper thread that is abandoned if it does not finish in time.
+fn probe(path: &Path) -> Probe {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = path.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("socket-probe".into())
+        .spawn(move || {
+            let _ = tx.send(std::os::unix::net::UnixStream::connect(&target).map(drop));
+        });
+    if let Err(err) = spawned {
+        return Probe::Failed(err);
+    }
+    match rx.recv_timeout(PROBE_TIMEOUT) {
+        Ok(Ok(())) => Probe::Listening,
+        Ok(Err(err)) if err.kind() == io::ErrorKind::ConnectionRefused => Probe::Refused,
+        Ok(Err(err)) => Probe::Failed(err),
+        Err(_) => Probe::Listening,
     }
 }
 
@@ -286,7 +319,8 @@ impl Plugin {
     }
 }
 
-/// A future that completes on the first SIGINT or SIGTERM.
+/// A future that completes on the first SIGINT or SIGTERM. While it
+/// exists, SIGHUP no longer terminates the process.
 ///
 /// # Errors
 ///
@@ -295,10 +329,18 @@ pub fn shutdown_signal() -> io::Result<impl std::future::Future<Output = ()> + S
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    // Left to its default, SIGHUP (a closed terminal, a reload request
+    // meant for another process) would kill the plugin and strand its
+    // socket, which stalls the daemon. Listening for it makes it harmless;
+    // plugins that reload on SIGHUP listen for it themselves.
+    let mut hup = signal(SignalKind::hangup())?;
     Ok(async move {
-        tokio::select! {
-            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        loop {
+            tokio::select! {
+                _ = int.recv() => break tracing::info!("SIGINT received; shutting down"),
+                _ = term.recv() => break tracing::info!("SIGTERM received; shutting down"),
+                _ = hup.recv() => tracing::debug!("SIGHUP received; not a shutdown signal"),
+            }
         }
     })
 }

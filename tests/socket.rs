@@ -112,3 +112,26 @@ async fn a_replaced_socket_is_not_removed_by_the_old_owner() {
     drop(old);
     assert!(path.exists(), "the new owner's socket must survive");
 }
+
+#[tokio::test]
+async fn a_live_listener_that_never_accepts_counts_as_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frozen.sock");
+    let frozen = std::os::unix::net::UnixListener::bind(&path).unwrap();
+
+    // Fill its backlog so that one more connect would block.
+    let mut queued = Vec::new();
+    for _ in 0..100_000 {
+        match tokio::net::UnixStream::connect(&path).await {
+            Ok(stream) => queued.push(stream),
+            Err(_) => break,
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let err = SocketOptions::at(&path).bind().unwrap_err();
+    assert!(matches!(err, Error::AlreadyRunning { .. }), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(path.exists());
+    drop(frozen);
+}
