@@ -51,14 +51,15 @@ async fn sigterm_lets_the_request_in_flight_finish_then_removes_the_socket() {
     let in_flight = tokio::spawn(async move { client.volume().create("v", None).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let pid = std::process::id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+    // A hangup is not a reason to stop serving (nor, by default, to die).
+    send_signal("-HUP");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        Client::new(&socket).activate().await.unwrap(),
+        ["VolumeDriver"]
     );
+
+    send_signal("-TERM");
 
     in_flight
         .await
@@ -74,4 +75,11 @@ async fn sigterm_lets_the_request_in_flight_finish_then_removes_the_socket() {
         std::os::unix::net::UnixStream::connect(&socket).is_err(),
         "nothing listens any more"
     );
+}
+
+/// Signals this test process, by its PID.
+fn send_signal(signal: &str) {
+    let pid = std::process::id().to_string();
+    let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
 }
