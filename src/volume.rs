@@ -115,16 +115,40 @@ impl Plugin {
             r.add("VolumeDriver.Unmount", &driver, |d, req| async move {
                 d.unmount(req).await.map(|()| Empty {})
             });
-            r.add("VolumeDriver.Path", &driver, |d, req| async move {
-                let mountpoint = d.path(req).await?;
-                Ok(PathResponse { mountpoint })
-            });
-            r.add("VolumeDriver.Get", &driver, |d, req| async move {
-                let volume = d.get(req).await?;
-                Ok(GetResponse { volume })
-            });
+            r.add(
+                "VolumeDriver.Path",
+                &driver,
+                |d, req: PathRequest| async move {
+                    let name = req.name.clone();
+                    let mountpoint = d.path(req).await?;
+                    if let Some(path) = &mountpoint {
+                        check_mountpoint(&name, path)?;
+                    }
+                    Ok(PathResponse { mountpoint })
+                },
+            );
+            r.add(
+                "VolumeDriver.Get",
+                &driver,
+                |d, req: GetRequest| async move {
+                    let name = req.name.clone();
+                    let mut volume = d.get(req).await?;
+                    // The daemon files the answer under the name it asked for.
+                    if volume.name.is_empty() {
+                        volume.name = name;
+                    }
+                    check_volume(&volume)?;
+                    Ok(GetResponse { volume })
+                },
+            );
             r.add("VolumeDriver.List", &driver, |d, _: Empty| async move {
                 let volumes = d.list().await?;
+                for volume in &volumes {
+                    if volume.name.is_empty() {
+                        return Err(DriverError::other("driver listed a volume without a name"));
+                    }
+                    check_volume(volume)?;
+                }
                 Ok(ListResponse { volumes })
             });
             r.add(
@@ -155,6 +179,13 @@ fn check_mountpoint(name: &str, path: &std::path::Path) -> Result<(), DriverErro
             "driver returned mountpoint {:?} for volume {name:?}; it must be an absolute path",
             path.display().to_string()
         )))
+    }
+}
+
+fn check_volume(volume: &Volume) -> Result<(), DriverError> {
+    match &volume.mountpoint {
+        Some(path) => check_mountpoint(&volume.name, path),
+        None => Ok(()),
     }
 }
 
@@ -371,7 +402,7 @@ mod rfc3339 {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         match v {
-            Some(t) => s.collect_str(&humantime::format_rfc3339_nanos(*t)),
+            Some(t) => s.collect_str(&humantime::format_rfc3339_nanos(clamp(*t))),
             None => s.serialize_none(),
         }
     }
@@ -383,6 +414,14 @@ mod rfc3339 {
             None => Ok(None),
             Some(s) => parse(&s).map(Some).map_err(D::Error::custom),
         }
+    }
+
+    /// RFC 3339 covers years 0000 to 9999, the formatter only from 1970:
+    /// a clock set far off must not turn a volume listing into a panic.
+    fn clamp(t: SystemTime) -> SystemTime {
+        // 9999-12-31T23:59:59Z
+        let latest = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        t.clamp(SystemTime::UNIX_EPOCH, latest)
     }
 
     /// Parses RFC 3339 with any UTC offset, which other plugins may send.
@@ -457,6 +496,17 @@ mod tests {
         assert_eq!(t, rfc3339::parse("2026-01-02T03:04:05.5Z").unwrap());
         assert!(rfc3339::parse("").is_err());
         assert!(rfc3339::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn created_at_outside_rfc3339_years_is_clamped_not_a_panic() {
+        let mut v = Volume::new("a");
+        v.created_at = SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(1));
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["CreatedAt"], "1970-01-01T00:00:00.000000000Z");
+        v.created_at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(400_000_000_000));
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["CreatedAt"], "9999-12-31T23:59:59.000000000Z");
     }
 
     #[test]

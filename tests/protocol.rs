@@ -56,6 +56,15 @@ impl VolumeDriver for Steered {
         Ok(None)
     }
     async fn get(&self, req: GetRequest) -> Result<Volume, DriverError> {
+        match req.name.as_str() {
+            "relative" => {
+                let mut v = Volume::new("relative");
+                v.mountpoint = Some(PathBuf::from("data/here"));
+                return Ok(v);
+            }
+            "nameless" => return Ok(Volume::default()),
+            _ => {}
+        }
         let created = self.created.lock().unwrap();
         if created.iter().any(|c| c.name == req.name) {
             let mut v = Volume::new(req.name);
@@ -269,14 +278,19 @@ async fn get_on_an_endpoint_is_405() {
 #[tokio::test]
 async fn relative_mountpoint_from_a_driver_never_reaches_the_daemon() {
     let s = served();
-    let err = s
-        .client()
-        .volume()
-        .mount("relative", "id")
-        .await
-        .unwrap_err();
+    let client = s.client();
+    let err = client.volume().mount("relative", "id").await.unwrap_err();
     let message = err.plugin_message().unwrap();
     assert!(message.contains("absolute"), "{message}");
+    let err = client.volume().get("relative").await.unwrap_err();
+    assert!(err.plugin_message().unwrap().contains("absolute"));
+}
+
+#[tokio::test]
+async fn get_without_a_name_answers_under_the_name_asked_for() {
+    let s = served();
+    let volume = s.client().volume().get("nameless").await.unwrap();
+    assert_eq!(volume.name, "nameless");
 }
 
 #[tokio::test]
