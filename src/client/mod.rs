@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{ACCEPT, HOST, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
@@ -33,6 +33,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::authz::JsonValue;
 use crate::handshake::{ACTIVATE, ActivateResponse, MEDIA_TYPE};
 
 mod authz;
@@ -44,6 +45,9 @@ pub use authz::AuthzClient;
 pub use ipam::IpamClient;
 pub use network::NetworkClient;
 pub use volume::VolumeClient;
+
+/// The largest answer body the client reads.
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
 /// The `Host` header of current daemons on Unix sockets.
 pub const DAEMON_HOST: &str = "plugin.moby.localhost";
@@ -78,6 +82,15 @@ pub enum ClientError {
         endpoint: String,
         /// The deadline that passed.
         after: Duration,
+    },
+    /// A 200 answer the daemon would reject, such as an `Err` that is not a
+    /// string.
+    #[error("{endpoint}: malformed answer: {reason}")]
+    Malformed {
+        /// The endpoint called.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A 200 answer the daemon could not decode either.
     #[error("{endpoint}: undecodable answer: {source}")]
@@ -210,11 +223,24 @@ impl Client {
             .get(hyper::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response
-            .into_body()
+        // No plugin answer is anywhere near this; a runaway one must not
+        // take the test process's memory with it.
+        let announced = response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_ANSWER as u64) {
+            let msg = format!(
+                "answer of {} bytes exceeds {MAX_ANSWER}",
+                announced.unwrap_or(0)
+            );
+            return Err(transport(msg.into()));
+        }
+        let body = Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
-            .map_err(|e| transport(e.into()))?
+            .map_err(transport)?
             .to_bytes();
         self.idle
             .lock()
@@ -348,27 +374,35 @@ pub(crate) fn interpret_with<Res: DeserializeOwned>(
     raw: RawResponse,
     ok_key: &str,
 ) -> Result<Res, ClientError> {
-    let field = |key: &str| {
-        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw.body)
-            .ok()
-            .and_then(|map| {
-                map.into_iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                    .and_then(|(_, v)| v.as_str().map(str::to_owned))
-            })
-            .filter(|s| !s.is_empty())
+    // Keys are matched as the daemon's Go decoder matches them: in any
+    // case, the last one winning; a `null` counts as absent.
+    let parsed = JsonValue::parse(&raw.body).ok();
+    let field = |key: &str| -> Result<Option<String>, ClientError> {
+        match parsed.as_ref().and_then(|v| v.get(&[key])) {
+            None => Ok(None),
+            Some(JsonValue::String(s)) if s.is_empty() => Ok(None),
+            Some(JsonValue::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(ClientError::Malformed {
+                endpoint: endpoint.to_owned(),
+                reason: format!("its {key:?} field is not a string: {other:?}"),
+            }),
+        }
     };
 
     if raw.status != StatusCode::OK {
-        let message =
-            field("err").unwrap_or_else(|| String::from_utf8_lossy(&raw.body).trim().to_owned());
+        let text = String::from_utf8_lossy(&raw.body).trim().to_owned();
+        let message = match field("err").ok().flatten() {
+            Some(message) => message,
+            None if text.is_empty() => format!("HTTP {} with an empty body", raw.status),
+            None => text,
+        };
         return Err(ClientError::Plugin {
             endpoint: endpoint.to_owned(),
             status: raw.status.as_u16(),
             message,
         });
     }
-    if let Some(message) = field(ok_key) {
+    if let Some(message) = field(ok_key)? {
         return Err(ClientError::Plugin {
             endpoint: endpoint.to_owned(),
             status: 200,
