@@ -180,8 +180,6 @@ async fn failed_mounts_and_unknown_ids_do_not_move_the_count() {
     v.create("v1", opts(&[])).await.unwrap();
     v.create("v2", opts(&[])).await.unwrap();
 
-    // The same ID twice is one user: the daemon repeats IDs after restarts.
-    v.mount("v1", "a").await.unwrap();
     v.mount("v1", "a").await.unwrap();
     v.mount("v1", "b").await.unwrap();
     assert_eq!(v.get("v1").await.unwrap().status.unwrap()["mounts"], 2);
@@ -192,11 +190,36 @@ async fn failed_mounts_and_unknown_ids_do_not_move_the_count() {
     assert!(v.mount("v2", "a").await.is_err());
     v.unmount("v2", "a").await.unwrap();
     v.unmount("v1", "never-mounted").await.unwrap();
+    assert_eq!(v.get("v1").await.unwrap().status.unwrap()["mounts"], 2);
 
     v.unmount("v1", "a").await.unwrap();
     v.unmount("v1", "b").await.unwrap();
+    // More unmounts than mounts never go below zero.
+    v.unmount("v1", "b").await.unwrap();
+    assert_eq!(v.get("v1").await.unwrap().status.unwrap()["mounts"], 0);
     v.remove("v1").await.unwrap();
     assert!(c.volume().list().await.unwrap().is_empty());
+}
+
+/// `docker cp` into a running container mounts the volume again under the
+/// container's own mount ID and unmounts once when done (seen with dockerd
+/// 20.10 and 26.1): the container's use must survive that.
+#[tokio::test]
+async fn docker_cp_reusing_the_container_mount_id_keeps_the_volume_in_use() {
+    let root = tempfile::tempdir().unwrap();
+    let s = serve(root.path());
+    let c = s.client();
+    let v = c.volume();
+    v.create("v1", None).await.unwrap();
+    v.mount("v1", "container").await.unwrap();
+    v.mount("v1", "container").await.unwrap();
+    v.unmount("v1", "container").await.unwrap();
+
+    assert_eq!(v.get("v1").await.unwrap().status.unwrap()["mounts"], 1);
+    let err = err_of(v.remove("v1").await);
+    assert!(err.contains("still mounted"), "{err}");
+    v.unmount("v1", "container").await.unwrap();
+    v.remove("v1").await.unwrap();
 }
 
 // ../shared/cases/volume-state-after-restart.md
@@ -464,4 +487,101 @@ async fn captured_daemon_requests_get_the_answers_the_daemon_needs() {
                 .is_empty()
         );
     }
+}
+
+#[tokio::test]
+async fn leftovers_of_crashes_are_cleaned_and_planted_symlinks_refused() {
+    let root = tempfile::tempdir().unwrap();
+    drop(LocalDir::open(root.path()).unwrap());
+    let stale_temp = root.path().join("state.json.tmp.999999");
+    fs::write(&stale_temp, b"half a table").unwrap();
+    drop(LocalDir::open(root.path()).unwrap());
+    assert!(
+        !stale_temp.exists(),
+        "temporary files of crashed saves are removed"
+    );
+
+    // A trash directory swapped for a symlink must not aim deletions
+    // elsewhere.
+    let victim = tempfile::tempdir().unwrap();
+    fs::write(victim.path().join("precious"), b"keep").unwrap();
+    fs::remove_dir(root.path().join("trash")).unwrap();
+    std::os::unix::fs::symlink(victim.path(), root.path().join("trash")).unwrap();
+    let err = LocalDir::open(root.path()).err().expect("refuses to start");
+    assert!(err.contains("not a plain directory"), "{err}");
+    assert!(victim.path().join("precious").exists());
+}
+
+/// A full disk under the root: Mount fails cleanly, while Unmount and
+/// Remove still work, so that an operator can free space through Docker.
+/// Needs root to mount a small tmpfs.
+#[tokio::test]
+async fn a_full_disk_never_strands_a_mount_or_blocks_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED a_full_disk_never_strands_a_mount_or_blocks_removal: \
+             mounting a tmpfs needs root ***\n"
+        );
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+
+    let root = small.join("root");
+    let s = serve(&root);
+    let c = s.client();
+    let v = c.volume();
+    v.create("big", None).await.unwrap();
+    v.create("other", None).await.unwrap();
+    let path = v.mount("big", "m1").await.unwrap();
+
+    // Fill the disk from inside the volume, as a container would.
+    let mut filler = fs::File::create(path.join("filler")).unwrap();
+    let chunk = vec![7u8; 16 * 1024];
+    while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
+    drop(filler);
+
+    assert!(
+        v.mount("other", "m2").await.is_err(),
+        "a mount that cannot be saved fails"
+    );
+    v.unmount("big", "m1")
+        .await
+        .expect("unmount succeeds on a full disk");
+    v.remove("big")
+        .await
+        .expect("remove succeeds on a full disk");
+    assert!(!path.exists());
+
+    // Space is back: the table catches up and nothing is left mounted.
+    v.create("after", None).await.unwrap();
+    s.stop().await.unwrap();
+    let s = serve(&root);
+    let names: Vec<String> = s
+        .client()
+        .volume()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["after", "other"]);
+    let other = s.client().volume().get("other").await.unwrap();
+    assert_eq!(other.status.unwrap()["mounts"], 0);
 }

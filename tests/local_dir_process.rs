@@ -147,3 +147,36 @@ async fn kill_9_at_any_moment_loses_no_acknowledged_volume() {
         "the test created too little to mean much"
     );
 }
+
+#[tokio::test]
+async fn forget_mounts_frees_a_volume_whose_unmount_never_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ld.sock");
+    let root = dir.path().join("root");
+    let mut plugin = PluginProcess::start(&socket, &root, &[]);
+    let client = Client::new(&socket);
+    client.volume().create("stuck", None).await.unwrap();
+    client
+        .volume()
+        .mount("stuck", "gone-container")
+        .await
+        .unwrap();
+    plugin.signal("-TERM");
+    plugin.wait(Duration::from_secs(15));
+
+    let out = Command::new(local_dir_binary())
+        .arg("--root")
+        .arg(&root)
+        .args(["forget-mounts", "stuck"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("forgot 1 mounts"));
+
+    let _plugin = PluginProcess::start(&socket, &root, &[]);
+    Client::new(&socket).volume().remove("stuck").await.unwrap();
+}

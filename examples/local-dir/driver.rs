@@ -13,7 +13,7 @@ use docker_plugin_sdk::volume::{
     VolumeDriver,
 };
 
-use crate::state::{Record, State, VolumeOptions, dir_name};
+use crate::state::{self, Record, State, VolumeOptions, dir_name};
 
 /// Keeps volumes in `<root>/volumes/<dir>` and their table in
 /// `<root>/state.json`.
@@ -41,9 +41,23 @@ impl LocalDir {
             let what = what.to_owned();
             move |err: io::Error| format!("{what} {root}: {err}")
         };
-        fs::create_dir_all(root.join("volumes")).map_err(ctx("creating"))?;
-        fs::create_dir_all(root.join("trash")).map_err(ctx("creating"))?;
+        fs::create_dir_all(root).map_err(ctx("creating"))?;
         fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(ctx("securing"))?;
+        // Volumes are deleted inside these: a symlink planted in place of
+        // either would point the deletions elsewhere.
+        for sub in ["volumes", "trash"] {
+            let path = root.join(sub);
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "{} is not a plain directory; refusing to use it",
+                        path.display()
+                    ));
+                }
+                Err(_) => fs::create_dir(&path).map_err(ctx("creating a directory in"))?,
+            }
+        }
 
         let lock = File::create(root.join("lock")).map_err(ctx("opening the lock in"))?;
         if lock.try_lock().is_err() {
@@ -53,7 +67,16 @@ impl LocalDir {
             ));
         }
 
-        let state = State::load(&root.join("state.json"), &root.join("volumes"))?;
+        let table = root.join("state.json");
+        state::remove_stale_temps(&table);
+        let mut state = State::load(&table, &root.join("volumes"))?;
+        let dropped = state.forget_mounts_from_before(&boot_id());
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                "the host rebooted since mounts were recorded; forgot them"
+            );
+        }
         let driver = Self {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
@@ -68,7 +91,13 @@ impl LocalDir {
             .save(&driver.inner.lock())
             .map_err(ctx("writing the state of"))?;
         driver.inner.empty_trash();
+        driver.inner.report_strays();
         Ok(driver)
+    }
+
+    /// See [`Inner::forget_mounts`].
+    pub(crate) fn forget_mounts(&self, name: &str) -> Result<u64, String> {
+        self.inner.forget_mounts(name)
     }
 
     /// Runs `op` on a blocking thread: every operation does file I/O and
@@ -114,7 +143,7 @@ impl Inner {
     fn describe(&self, name: &str, record: &Record) -> Volume {
         let mut status = serde_json::Map::new();
         status.insert("options".into(), record.options.to_map().into());
-        status.insert("mounts".into(), record.mounts.len().into());
+        status.insert("mounts".into(), record.users().into());
         Volume {
             name: name.to_owned(),
             mountpoint: Some(self.volume_path(record)),
@@ -182,36 +211,42 @@ impl Inner {
             // lost, and that retry must not fail.
             return Ok(());
         };
-        if !record.mounts.is_empty() {
+        if record.users() > 0 {
+            let ids: Vec<&str> = record.mounts.keys().map(String::as_str).collect();
             return Err(DriverError::in_use(format!(
-                "volume {name:?} is still mounted ({} users: {}); stop the containers using it first",
-                record.mounts.len(),
-                record.mounts.iter().cloned().collect::<Vec<_>>().join(", ")
+                "volume {name:?} is still mounted ({} mounts, IDs {}); stop the containers \
+                 using it first",
+                record.users(),
+                ids.join(", ")
             )));
         }
 
-        let record = record.clone();
+        // The data goes first: a record whose directory is gone already
+        // counts as removed, so this order is crash-safe, and it lets a
+        // Remove free space even when the disk is too full to save the
+        // table. Moving it aside is instant; deleting a large tree happens
+        // after the lock is released.
+        let trash = self.root.join("trash").join(&record.dir);
+        match fs::rename(self.volume_path(record), &trash) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(
+                    DriverError::other(format!("removing volume {name:?}")).with_source(err)
+                );
+            }
+        }
         state.volumes.remove(name);
         if let Err(err) = self.save(&state) {
-            state.volumes.insert(name.to_owned(), record);
-            return Err(DriverError::other(format!("removing volume {name:?}")).with_source(err));
+            tracing::warn!(volume = name, error = %err, "saving the table after a removal; \
+                the volume stays removed");
         }
         drop(state);
 
-        // Moved aside first so that the name's directory disappears at once
-        // even if deleting a large tree takes long or is interrupted; the
-        // trash is emptied again at start-up.
-        let trash = self.root.join("trash").join(&record.dir);
-        match fs::rename(self.volume_path(&record), &trash) {
-            Ok(()) => {
-                if let Err(err) = fs::remove_dir_all(&trash) {
-                    tracing::warn!(volume = name, error = %err, "deleting the data of a removed volume");
-                }
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => {
-                tracing::warn!(volume = name, error = %err, "moving a removed volume to the trash")
-            }
+        if let Err(err) = fs::remove_dir_all(&trash)
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(volume = name, error = %err, "deleting the data of a removed volume");
         }
         tracing::info!(volume = name, "removed");
         Ok(())
@@ -227,50 +262,76 @@ impl Inner {
         let Some(path) = self.live(&state, name).map(|r| self.volume_path(r)) else {
             return Err(not_found(name));
         };
-        self.change_mounts(&mut state, name, id, true)?;
+        self.add_mount(&mut state, name, id)?;
         tracing::debug!(volume = name, mount_id = id, "mounted");
         Ok(path)
     }
 
+    /// Always succeeds for the daemon, which never repeats an Unmount: a
+    /// table that cannot be saved now (a full disk) is saved by the next
+    /// change, and until then holds one mount too many, which only delays a
+    /// removal.
     fn unmount(&self, name: &str, id: &str) -> Result<(), DriverError> {
         let mut state = self.lock();
-        self.change_mounts(&mut state, name, id, false)?;
-        tracing::debug!(volume = name, mount_id = id, "unmounted");
+        let released = state
+            .volumes
+            .get_mut(name)
+            .is_some_and(|record| release(record, id));
+        if released && let Err(err) = self.save(&state) {
+            tracing::warn!(volume = name, mount_id = id, error = %err,
+                "saving the table after an unmount; it will be saved with the next change");
+        }
+        tracing::debug!(volume = name, mount_id = id, released, "unmounted");
         Ok(())
     }
 
-    /// Adds or removes mount `id` of `name` and saves the table; the change
-    /// is undone if it cannot be saved, so memory never runs ahead of disk.
-    fn change_mounts(
-        &self,
-        state: &mut State,
-        name: &str,
-        id: &str,
-        add: bool,
-    ) -> Result<(), DriverError> {
+    /// Drops every recorded mount of `name`, for an operator who knows no
+    /// container uses it (after the Docker daemon crashed, for instance).
+    pub(crate) fn forget_mounts(&self, name: &str) -> Result<u64, String> {
+        let mut state = self.lock();
         let Some(record) = state.volumes.get_mut(name) else {
-            return Ok(());
+            return Err(format!("no such volume {name:?}"));
         };
-        let changed = if add {
-            record.mounts.insert(id.to_owned())
-        } else {
-            record.mounts.remove(id)
+        let dropped = record.users();
+        record.mounts.clear();
+        self.save(&state)
+            .map_err(|err| format!("saving the table: {err}"))?;
+        Ok(dropped)
+    }
+
+    /// Counts one more mount of `name` under `id` and saves the table; on a
+    /// failed save the count is taken back and the mount fails, so no use is
+    /// recorded that the daemon will not end.
+    fn add_mount(&self, state: &mut State, name: &str, id: &str) -> Result<(), DriverError> {
+        let Some(record) = state.volumes.get_mut(name) else {
+            return Err(not_found(name));
         };
-        if !changed {
-            return Ok(());
-        }
+        *record.mounts.entry(id.to_owned()).or_default() += 1;
         let Err(err) = self.save(state) else {
             return Ok(());
         };
         if let Some(record) = state.volumes.get_mut(name) {
-            if add {
-                record.mounts.remove(id);
-            } else {
-                record.mounts.insert(id.to_owned());
+            release(record, id);
+        }
+        Err(DriverError::other(format!("mounting volume {name:?}")).with_source(err))
+    }
+
+    /// Logs volume directories no record owns (left by a crash between
+    /// creating one and saving its record). They are kept: they may hold
+    /// data someone wants.
+    fn report_strays(&self) {
+        let state = self.lock();
+        let owned: std::collections::BTreeSet<&str> =
+            state.volumes.values().map(|r| r.dir.as_str()).collect();
+        let Ok(entries) = fs::read_dir(self.root.join("volumes")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !owned.contains(name.to_string_lossy().as_ref()) {
+                tracing::warn!(path = %entry.path().display(), "directory belongs to no volume");
             }
         }
-        let verb = if add { "mounting" } else { "unmounting" };
-        Err(DriverError::other(format!("{verb} volume {name:?}")).with_source(err))
     }
 
     /// Empties the trash left by removals that a crash interrupted.
@@ -286,6 +347,9 @@ impl Inner {
     }
 }
 
+/// Longest volume name accepted, in bytes.
+const MAX_NAME: usize = 4096;
+
 /// Applies mode and ownership to a new volume directory.
 fn prepare_dir(path: &Path, options: VolumeOptions) -> io::Result<()> {
     // Set explicitly: the mode given to mkdir is filtered by the umask.
@@ -297,6 +361,29 @@ fn prepare_dir(path: &Path, options: VolumeOptions) -> io::Result<()> {
     Ok(())
 }
 
+/// Ends one mount under `id`; false if there was none to end.
+fn release(record: &mut Record, id: &str) -> bool {
+    match record.mounts.get_mut(id) {
+        Some(count) if *count > 1 => {
+            *count -= 1;
+            true
+        }
+        Some(_) => {
+            record.mounts.remove(id);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Identifies the current boot of the host; empty where the kernel does not
+/// say, which disables the reboot check.
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 fn not_found(name: &str) -> DriverError {
     DriverError::not_found(format!("no such volume {name:?}"))
 }
@@ -306,6 +393,14 @@ impl VolumeDriver for LocalDir {
     async fn create(&self, req: CreateRequest) -> Result<(), DriverError> {
         if req.name.is_empty() {
             return Err(DriverError::invalid_input("the volume name is empty"));
+        }
+        // Every change rewrites the whole table, so one giant name would
+        // slow every later call down.
+        if req.name.len() > MAX_NAME {
+            return Err(DriverError::invalid_input(format!(
+                "volume names are limited to {MAX_NAME} bytes; this one has {}",
+                req.name.len()
+            )));
         }
         let options = VolumeOptions::parse(req.options()).map_err(DriverError::invalid_input)?;
         self.blocking(move |inner| inner.create(&req.name, options))

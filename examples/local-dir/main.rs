@@ -16,7 +16,7 @@ mod state;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use docker_plugin_sdk::{Plugin, SocketOptions};
 
 use crate::driver::LocalDir;
@@ -44,6 +44,21 @@ struct Args {
     /// Group (name or gid) allowed to use the socket besides root.
     #[arg(long, value_name = "GROUP")]
     group: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Forget the recorded mounts of VOLUME, so that it can be removed.
+    ///
+    /// For when the Docker daemon died without unmounting (after a reboot
+    /// this happens by itself). Stop the plugin first: it holds --root.
+    ForgetMounts {
+        /// The volume name, as `docker volume ls` shows it.
+        volume: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +87,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => socket,
     };
     let driver = LocalDir::open(&args.root)?;
+    if let Some(Command::ForgetMounts { volume }) = args.command {
+        let dropped = driver.forget_mounts(&volume)?;
+        println!("forgot {dropped} mounts of volume {volume:?}");
+        return Ok(());
+    }
     tracing::info!(root = %args.root.display(), "volume table loaded");
 
     let runtime = tokio::runtime::Runtime::new()?;
