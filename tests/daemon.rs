@@ -446,3 +446,49 @@ fn kill_9_and_restart_while_the_daemon_uses_the_volume() {
     assert_eq!(d.inspect(&vol)["Status"]["mounts"], 0);
     d.ok(&["volume", "rm", &vol]);
 }
+
+#[test]
+fn docker_cp_into_a_running_container_keeps_its_volume_in_use() {
+    let d = require_daemon!();
+    let f = Fixture::start();
+    let vol = f.volume("cp");
+    let running = format!("{}-cp", f.name);
+    d.ok(&["volume", "create", "-d", &f.name, &vol]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &running,
+        "-v",
+        &format!("{vol}:/data"),
+        &d.image,
+        "sleep",
+        "120",
+    ]);
+
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("copied"), b"by docker cp").unwrap();
+    let from = src.path().join("copied");
+    d.ok(&[
+        "cp",
+        from.to_str().unwrap(),
+        &format!("{running}:/data/copied"),
+    ]);
+    d.ok(&[
+        "cp",
+        &format!("{running}:/data/copied"),
+        src.path().join("back").to_str().unwrap(),
+    ]);
+
+    // cp mounted and unmounted under the container's own ID; the
+    // container's mount must still be counted.
+    assert_eq!(d.inspect(&vol)["Status"]["mounts"], 1);
+    assert_eq!(
+        d.ok(&["exec", &running, "cat", "/data/copied"]),
+        "by docker cp"
+    );
+
+    d.ok(&["rm", "-f", &running]);
+    assert_eq!(d.inspect(&vol)["Status"]["mounts"], 0);
+    d.ok(&["volume", "rm", &vol]);
+}
