@@ -207,6 +207,21 @@ pub enum Error {
     /// Accepting connections or installing signal handlers failed.
     #[error("serving failed: {0}")]
     Serve(#[source] io::Error),
+
+    /// A spec file with the plugin's name already exists and names an
+    /// address the SDK will not probe or replace (not on this host, or not
+    /// `tcp://`).
+    #[error("{} already names {addr:?}; remove it to serve the plugin here", path.display())]
+    ForeignSpec {
+        /// The spec file.
+        path: PathBuf,
+        /// Its contents, trimmed.
+        addr: String,
+    },
+
+    /// The sockets passed by systemd (`LISTEN_FDS`) cannot be served.
+    #[error("socket activation: {0}")]
+    Activation(String),
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@
 //!   you bound until a future you choose completes.
 //! - [`SocketOptions`] and [`BoundSocket`]: safe creation of the plugin
 //!   socket (stale sockets replaced, live ones and other files left alone).
+//! - [`TcpOptions`] and [`BoundTcp`]: serving on TCP, announced to the daemon
+//!   by a `.spec` file that is removed on shutdown ([`Plugin::run_tcp`]).
+//! - [`ActivatedSocket`]: the socket systemd passes under socket
+//!   activation; [`Plugin::run`] serves it by itself when present.
 //! - [`client`]: a client that talks to a plugin as the daemon does, for
 //!   tests without Docker.
 //! - [`handshake`]: `/Plugin.Activate` and shared protocol constants.
@@ -84,12 +88,14 @@
 //! The `docs/` directory of the repository holds the guides; `docs/volume.md`
 //! explains what the daemon sends to a volume plugin and when, and
 //! `docs/network.md` ([`guides::network_guide`]) does the same for network
-//! and IPAM drivers.
+//! and IPAM drivers. `docs/deploy.md` ([`guides::deploy_guide`]) shows the
+//! ways to run a plugin: Unix socket, systemd socket activation, TCP.
 //!
 //! # Feature flags
 //!
 //! None yet: everything is always built.
 
+mod activation;
 pub mod authz;
 pub mod client;
 mod error;
@@ -100,9 +106,11 @@ pub mod network;
 mod plugin;
 mod server;
 mod socket;
+mod tcp;
 pub mod volume;
 mod wire;
 
+pub use activation::ActivatedSocket;
 pub use error::{BoxError, DriverError, Error, ErrorKind};
 pub use plugin::{
     DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
@@ -110,6 +118,7 @@ pub use plugin::{
 };
 pub use server::Listener;
 pub use socket::{BoundSocket, SocketOptions, shutdown_signal};
+pub use tcp::{BoundTcp, SPEC_DIR, TcpOptions};
 
 /// Re-exported so that drivers can use `#[async_trait]` without adding the
 /// dependency themselves.

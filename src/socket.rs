@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::UnixListener;
 
+use crate::activation::ActivatedSocket;
 use crate::error::Error;
 use crate::handshake::PLUGIN_SOCKET_DIR;
 use crate::plugin::Plugin;
@@ -38,22 +39,13 @@ impl SocketOptions {
     /// byte, starts with `.`, or makes the path longer than a socket address
     /// allows.
     pub fn for_plugin(name: &str) -> Result<Self, Error> {
-        let invalid = |reason| Error::InvalidName {
-            name: name.to_owned(),
-            reason,
-        };
-        if name.is_empty() {
-            return Err(invalid("it is empty"));
-        }
-        if name.contains('/') || name.contains('\0') {
-            return Err(invalid("it contains '/' or a NUL byte"));
-        }
-        if name.starts_with('.') {
-            return Err(invalid("it starts with '.'"));
-        }
+        check_name(name)?;
         let path = Path::new(PLUGIN_SOCKET_DIR).join(format!("{name}.sock"));
         if path.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(invalid("the socket path would exceed 107 bytes"));
+            return Err(Error::InvalidName {
+                name: name.to_owned(),
+                reason: "the socket path would exceed 107 bytes",
+            });
         }
         Ok(Self::at(path))
     }
@@ -148,7 +140,25 @@ impl SocketOptions {
 }
 
 /// `sun_path` holds 108 bytes including the terminating NUL.
-const MAX_SOCKET_PATH: usize = 107;
+pub(crate) const MAX_SOCKET_PATH: usize = 107;
+
+/// Refuses plugin names that cannot be one file name in a plugin directory.
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    let invalid = |reason| Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if name.contains('/') || name.contains('\0') {
+        return Err(invalid("it contains '/' or a NUL byte"));
+    }
+    if name.starts_with('.') {
+        return Err(invalid("it starts with '.'"));
+    }
+    Ok(())
+}
 
 /// A bound plugin socket whose file is removed when this value is dropped,
 /// unless another process has replaced it since.
@@ -191,7 +201,7 @@ impl Drop for BoundSocket {
     }
 }
 
-fn identity(path: &Path) -> io::Result<(u64, u64)> {
+pub(crate) fn identity(path: &Path) -> io::Result<(u64, u64)> {
     let meta = fs::symlink_metadata(path)?;
     Ok((meta.dev(), meta.ino()))
 }
@@ -302,14 +312,22 @@ impl Plugin {
     /// # Ok(()) }
     /// ```
     ///
+    /// When systemd started the process through socket activation
+    /// (`LISTEN_PID` is this process), the socket it passed is served
+    /// instead and `socket` is not used: see [`ActivatedSocket`].
+    ///
     /// # Errors
     ///
-    /// Everything [`SocketOptions::bind`] reports, and [`Error::Serve`] if
-    /// signal handlers cannot be installed or accepting fails.
+    /// Everything [`SocketOptions::bind`] and [`ActivatedSocket::from_env`]
+    /// report, and [`Error::Serve`] if signal handlers cannot be installed
+    /// or accepting fails.
     pub async fn run(self, socket: SocketOptions) -> Result<(), Error> {
         // Install the handlers before binding, so that a signal arriving
         // right after the socket appears still cleans it up.
         let signals = shutdown_signal().map_err(Error::Serve)?;
+        if let Some(activated) = ActivatedSocket::from_env()? {
+            return self.serve_activated(activated, signals).await;
+        }
         let mut bound = socket.bind()?;
         tracing::info!(path = %bound.path().display(), implements = ?self.implements(), "serving");
         let listener = bound.take_listener();

@@ -9,6 +9,10 @@
 //! docker volume create -d local-dir --opt uid=1000 --opt mode=0750 data
 //! docker run --rm -v data:/data busybox touch /data/hello
 //! ```
+//!
+//! `--tcp 127.0.0.1:0` serves on TCP instead, announced by
+//! `/etc/docker/plugins/NAME.spec`; started by systemd socket activation it
+//! serves the socket systemd passes. `docs/deploy.md` shows each way.
 
 mod driver;
 mod state;
@@ -17,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use docker_plugin_sdk::{Plugin, SocketOptions};
+use docker_plugin_sdk::{Plugin, SocketOptions, TcpOptions};
 
 use crate::driver::LocalDir;
 
@@ -44,6 +48,16 @@ struct Args {
     /// Group (name or gid) allowed to use the socket besides root.
     #[arg(long, value_name = "GROUP")]
     group: Option<String>,
+
+    /// Serve on this TCP address (e.g. 127.0.0.1:0 for any free port) and
+    /// announce it in SPEC_DIR/NAME.spec instead of using a Unix socket.
+    /// The daemon speaks plain, unauthenticated HTTP: keep it on loopback.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["socket", "group"])]
+    tcp: Option<std::net::SocketAddr>,
+
+    /// Directory for the spec file of --tcp.
+    #[arg(long, value_name = "DIR", default_value = docker_plugin_sdk::SPEC_DIR, requires = "tcp")]
+    spec_dir: PathBuf,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -94,7 +108,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!(root = %args.root.display(), "volume table loaded");
 
+    let plugin = Plugin::new().volume(driver);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(Plugin::new().volume(driver).run(socket))?;
+    match args.tcp {
+        Some(addr) => {
+            let tcp = TcpOptions::for_plugin(&args.name)?
+                .addr(addr)
+                .spec_dir(args.spec_dir);
+            runtime.block_on(plugin.run_tcp(tcp))?;
+        }
+        // Under systemd socket activation, `run` serves the passed socket.
+        None => runtime.block_on(plugin.run(socket))?,
+    }
     Ok(())
 }
