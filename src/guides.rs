@@ -13,3 +13,8 @@ pub mod network_guide {}
 /// the bypasses a policy must not fall for, and deploying one safely.
 #[doc = include_str!("../docs/authz.md")]
 pub mod authz_guide {}
+
+/// Deploying a plugin: as a process on a Unix socket, under systemd socket
+/// activation, or on TCP with a spec file, and when to choose which.
+#[doc = include_str!("../docs/deploy.md")]
+pub mod deploy_guide {}
