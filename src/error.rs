@@ -219,6 +219,15 @@ pub enum Error {
         addr: String,
     },
 
+    /// A managed plugin directory could not be written.
+    #[error("plugin directory {}: {reason}", path.display())]
+    PluginDir {
+        /// The plugin directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The sockets passed by systemd (`LISTEN_FDS`) cannot be served.
     #[error("socket activation: {0}")]
     Activation(String),

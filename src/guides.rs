@@ -15,6 +15,7 @@ pub mod network_guide {}
 pub mod authz_guide {}
 
 /// Deploying a plugin: as a process on a Unix socket, under systemd socket
-/// activation, or on TCP with a spec file, and when to choose which.
+/// activation, on TCP with a spec file, or as a managed plugin, and when to
+/// choose which.
 #[doc = include_str!("../docs/deploy.md")]
 pub mod deploy_guide {}

@@ -77,6 +77,8 @@
 //!   by a `.spec` file that is removed on shutdown ([`Plugin::run_tcp`]).
 //! - [`ActivatedSocket`]: the socket systemd passes under socket
 //!   activation; [`Plugin::run`] serves it by itself when present.
+//! - [`managed`]: managed (v2) plugins: a checked `config.json` model and
+//!   the plugin directory `docker plugin create` takes.
 //! - [`client`]: a client that talks to a plugin as the daemon does, for
 //!   tests without Docker.
 //! - [`handshake`]: `/Plugin.Activate` and shared protocol constants.
@@ -89,7 +91,8 @@
 //! explains what the daemon sends to a volume plugin and when, and
 //! `docs/network.md` ([`guides::network_guide`]) does the same for network
 //! and IPAM drivers. `docs/deploy.md` ([`guides::deploy_guide`]) shows the
-//! ways to run a plugin: Unix socket, systemd socket activation, TCP.
+//! ways to run a plugin: Unix socket, systemd socket activation, TCP, and
+//! managed plugins.
 //!
 //! # Feature flags
 //!
@@ -102,6 +105,7 @@ mod error;
 pub mod guides;
 pub mod handshake;
 pub mod ipam;
+pub mod managed;
 pub mod network;
 mod plugin;
 mod server;

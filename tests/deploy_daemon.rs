@@ -13,6 +13,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::docker::{docker, import_busybox};
@@ -25,8 +26,14 @@ struct Daemon {
     cli: String,
 }
 
-/// The daemon under test, or `None` (with a loud message) when skipped.
-fn daemon() -> Option<Daemon> {
+/// The daemon under test, or `None` (with a loud message) when skipped;
+/// looked up once, so the test image is imported once.
+fn daemon() -> Option<&'static Daemon> {
+    static DAEMON: OnceLock<Option<Daemon>> = OnceLock::new();
+    DAEMON.get_or_init(find_daemon).as_ref()
+}
+
+fn find_daemon() -> Option<Daemon> {
     let required = std::env::var("DOCKER_PLUGIN_SDK_REQUIRE_DAEMON").as_deref() == Ok("1");
     let loud = |msg: &str| {
         use std::io::Write;
@@ -65,32 +72,20 @@ impl Daemon {
     }
 
     /// Creates a volume on `driver`, writes a file into it from a
-    /// container, reads it back from another, and removes the volume.
-    fn use_volume(&self, driver: &str, root: &Path) {
+    /// container, reads it back from another, checks the file landed in
+    /// the volume directory `host_dir` gives for the reported mount point,
+    /// and removes the volume.
+    fn use_volume(&self, driver: &str, host_dir: impl Fn(&str) -> PathBuf) {
         let vol = format!("{driver}-vol");
         self.ok(&["volume", "create", "-d", driver, &vol]);
         let mount = format!("{vol}:/data");
-        self.ok(&[
-            "run",
-            "--rm",
-            "-v",
-            &mount,
-            IMAGE,
-            "sh",
-            "-c",
-            "echo hi > /data/f",
-        ]);
+        let write = "echo hi > /data/f";
+        self.ok(&["run", "--rm", "-v", &mount, IMAGE, "sh", "-c", write]);
         let read = self.ok(&["run", "--rm", "-v", &mount, IMAGE, "cat", "/data/f"]);
         assert_eq!(read, "hi");
         let mountpoint = self.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]);
-        assert!(
-            Path::new(&mountpoint).starts_with(root),
-            "{mountpoint} is not under the plugin's root"
-        );
-        assert_eq!(
-            fs::read_to_string(Path::new(&mountpoint).join("f")).unwrap(),
-            "hi\n"
-        );
+        let dir = host_dir(&mountpoint);
+        assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "hi\n");
         self.ok(&["volume", "rm", &vol]);
     }
 }
@@ -132,6 +127,17 @@ impl Drop for Deployed {
     }
 }
 
+/// `mountpoint`, checked to be under `root`.
+fn under(root: &Path, mountpoint: &str) -> PathBuf {
+    let path = PathBuf::from(mountpoint);
+    assert!(
+        path.starts_with(root),
+        "{mountpoint} is not under {}",
+        root.display()
+    );
+    path
+}
+
 fn wait_for(what: &str, child: &mut Child, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ready() {
@@ -163,7 +169,7 @@ fn the_daemon_finds_a_tcp_plugin_through_its_spec_file() {
     let text = fs::read_to_string(&spec).unwrap();
     assert!(text.starts_with("tcp://127.0.0.1:"), "{text}");
 
-    d.use_volume(&name, root.path());
+    d.use_volume(&name, |mountpoint| under(root.path(), mountpoint));
 
     let status = plugin.terminate();
     assert!(status.success(), "{status}");
@@ -199,9 +205,78 @@ fn the_daemon_starts_a_socket_activated_plugin_on_first_use() {
     };
     wait_for("socket", &mut plugin.child, || socket.exists());
 
-    d.use_volume(&name, &root.path().join("data"));
+    d.use_volume(&name, |mountpoint| {
+        under(&root.path().join("data"), mountpoint)
+    });
     assert!(!own.exists(), "local-dir bound a socket of its own");
 
     let status = plugin.terminate();
     assert!(status.success(), "{status}");
+}
+
+/// A managed plugin on the daemon, force-disabled and removed when the test
+/// ends, pass or fail.
+struct Installed<'a> {
+    daemon: &'a Daemon,
+    name: String,
+}
+
+impl Drop for Installed<'_> {
+    fn drop(&mut self) {
+        let _ = self.daemon.run(&["plugin", "disable", "-f", &self.name]);
+        let _ = self.daemon.run(&["plugin", "rm", "-f", &self.name]);
+    }
+}
+
+#[test]
+fn a_managed_plugin_from_the_generated_directory_serves_volumes() {
+    let Some(d) = daemon() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("plugin");
+    let root = work.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let status = Command::new(local_dir_binary())
+        .arg("--write-plugin-dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let name = format!("sdk-managed-{}", std::process::id());
+    d.ok(&["plugin", "create", &name, dir.to_str().unwrap()]);
+    let installed = Installed { daemon: d, name };
+    let name = installed.name.as_str();
+    let source = format!("root.source={}", root.display());
+    d.ok(&["plugin", "set", name, &source]);
+    // No Plugin.Activate comes: the daemon only waits for the socket.
+    d.ok(&["plugin", "enable", name]);
+    let id = d.ok(&["plugin", "inspect", "-f", "{{.Id}}", name]);
+    let enabled = d.ok(&["plugin", "inspect", "-f", "{{.Enabled}}", name]);
+    assert_eq!(enabled, "true");
+
+    // The plugin reports /data/root/volumes/..., a bind of `root` inside
+    // its propagated mount; the volume's files are in `root` on the host.
+    d.use_volume(name, |mountpoint| {
+        let inside = Path::new(mountpoint)
+            .strip_prefix("/data/root")
+            .unwrap_or_else(|_| panic!("{mountpoint} is not under /data/root"));
+        root.join(inside)
+    });
+    assert!(root.join("state.json").is_file());
+
+    d.ok(&["plugin", "disable", name]);
+    d.ok(&["plugin", "rm", name]);
+    let listed = d.ok(&["plugin", "ls", "--format", "{{.Name}}"]);
+    assert!(!listed.contains(name), "{listed}");
+    let data_root = d.ok(&["info", "-f", "{{.DockerRootDir}}"]);
+    assert!(
+        !Path::new(&data_root).join("plugins").join(&id).exists(),
+        "the plugin's rootfs is left behind"
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&id),
+        "a mount of the plugin is left behind"
+    );
 }

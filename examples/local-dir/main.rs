@@ -12,7 +12,9 @@
 //!
 //! `--tcp 127.0.0.1:0` serves on TCP instead, announced by
 //! `/etc/docker/plugins/NAME.spec`; started by systemd socket activation it
-//! serves the socket systemd passes. `docs/deploy.md` shows each way.
+//! serves the socket systemd passes, and `--write-plugin-dir DIR` packs it
+//! as a managed plugin for `docker plugin create`. `docs/deploy.md` shows
+//! each way.
 
 mod driver;
 mod state;
@@ -21,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use docker_plugin_sdk::{Plugin, SocketOptions, TcpOptions};
+use docker_plugin_sdk::{Plugin, SocketOptions, TcpOptions, managed};
 
 use crate::driver::LocalDir;
 
@@ -59,8 +61,32 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = docker_plugin_sdk::SPEC_DIR, requires = "tcp")]
     spec_dir: PathBuf,
 
+    /// Write a managed plugin directory (config.json and a rootfs holding
+    /// this binary) to DIR and exit; then `docker plugin create NAME DIR`.
+    #[arg(long, value_name = "DIR")]
+    write_plugin_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The managed plugin's config: volumes live under /data/root, a bind of
+/// the host directory users choose with `docker plugin set NAME
+/// root.source=DIR`. The bind sits inside the propagated mount /data, so it
+/// propagates to the host and the daemon finds each mount point there.
+fn managed_config() -> managed::Config {
+    let root = managed::Mount::bind("root", "/var/lib/docker-local-dir", "/data/root")
+        .settable_source()
+        .description("host directory holding the volumes and their table");
+    managed::Config::builder("local-dir.sock", "/local-dir")
+        .arg("--root")
+        .arg("/data/root")
+        .description("local-dir: each volume a directory of a host directory")
+        .documentation("https://docs.rs/docker-plugin-sdk")
+        .volume_driver()
+        .propagated_mount("/data")
+        .mount(root)
+        .build()
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +118,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = args.write_plugin_dir {
+        let exe = std::env::current_exe()?;
+        let written = managed::PluginDir::create(&dir, &managed_config(), &exe)?;
+        println!("wrote {}", written.path().display());
+        return Ok(());
+    }
     let socket = match args.socket {
         Some(path) => SocketOptions::at(path),
         None => SocketOptions::for_plugin(&args.name)?,
