@@ -34,7 +34,7 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 /// The outcome of one endpoint call, before it is turned into HTTP.
 pub(crate) enum Reply {
     /// 200 with this JSON body.
-    Ok(Vec<u8>),
+    Ok(Bytes),
     /// The request body did not decode: 400.
     BadRequest(String),
     /// The driver failed: 500.
@@ -98,7 +98,7 @@ impl Routes<'_> {
             Box::pin(async move {
                 match fut.await {
                     Ok(res) => match serde_json::to_vec(&res) {
-                        Ok(bytes) => Reply::Ok(bytes),
+                        Ok(bytes) => Reply::Ok(Bytes::from(bytes)),
                         Err(err) => Reply::Failed(
                             DriverError::other("encoding the response").with_source(err),
                         ),
@@ -245,7 +245,7 @@ impl Plugin {
         };
         let body = Bytes::from(serde_json::to_vec(&answer).unwrap_or_default());
         let handler: Handler = Arc::new(move |_| {
-            let body = body.to_vec();
+            let body = body.clone();
             Box::pin(async move { Reply::Ok(body) })
         });
         let route = Route {

@@ -1,9 +1,13 @@
 //! Serving a [`Plugin`] over HTTP/1.1 the way the daemon's client expects.
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +25,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind};
 use crate::handshake::MEDIA_TYPE;
-use crate::plugin::{ErrorBody, Plugin, Reply};
+use crate::plugin::{BoxFuture, ErrorBody, Plugin, Reply};
 
 /// A listening socket the server can accept connections from.
 ///
@@ -77,10 +81,12 @@ impl Plugin {
     {
         let graceful = GracefulShutdown::new();
         let grace = self.shutdown_grace;
+        // One copy shared by every connection and request.
+        let shared = Arc::new(self);
         // Each connection holds a permit: at the cap the server stops
         // accepting, so leaked or hostile connections cannot exhaust file
         // descriptors or memory.
-        let permits = Arc::new(Semaphore::new(self.max_connections.max(1)));
+        let permits = Arc::new(Semaphore::new(shared.max_connections.max(1)));
         tokio::pin!(shutdown);
 
         loop {
@@ -109,7 +115,7 @@ impl Plugin {
                     Err(err) => return Err(Error::Serve(err)),
                 },
             };
-            self.spawn_connection(io, &graceful, permit);
+            spawn_connection(&shared, io, &graceful, permit);
         }
 
         drop(listener);
@@ -124,36 +130,6 @@ impl Plugin {
             );
         }
         Ok(())
-    }
-
-    fn spawn_connection<Io>(
-        &self,
-        io: Io,
-        graceful: &GracefulShutdown,
-        permit: OwnedSemaphorePermit,
-    ) where
-        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let plugin = self.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let plugin = plugin.clone();
-            async move { Ok::<_, Infallible>(plugin.handle(req).await) }
-        });
-        // The header timeout also ends connections that stay silent, so it
-        // is longer than the 30 s the daemon keeps an idle connection.
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.read_timeout)
-            .keep_alive(true)
-            .half_close(true)
-            .serve_connection(TokioIo::new(io), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::trace!(error = %err, "connection ended with an error");
-            }
-            drop(permit);
-        });
     }
 
     /// Answers one HTTP request.
@@ -230,11 +206,8 @@ impl Plugin {
             }
         };
 
-        // The driver call runs on its own task so that a client hanging up
-        // does not cancel it half-way, and so that a panic is contained.
-        let call = tokio::spawn((route.call)(body).in_current_span());
-        match call.await {
-            Ok(Reply::Ok(json)) => json_response(StatusCode::OK, Bytes::from(json)),
+        match DriverCall::new((route.call)(body)).await {
+            Ok(Reply::Ok(json)) => json_response(StatusCode::OK, json),
             Ok(Reply::BadRequest(msg)) => {
                 tracing::debug!(error = %msg, "rejected request");
                 error_response(shape, StatusCode::BAD_REQUEST, &msg)
@@ -248,8 +221,7 @@ impl Plugin {
                 }
                 error_response(shape, StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())
             }
-            Err(join) => {
-                let msg = panic_message(join);
+            Err(msg) => {
                 tracing::error!(endpoint, panic = %msg, "driver panicked");
                 error_response(
                     shape,
@@ -259,6 +231,37 @@ impl Plugin {
             }
         }
     }
+}
+
+fn spawn_connection<Io>(
+    plugin: &Arc<Plugin>,
+    io: Io,
+    graceful: &GracefulShutdown,
+    permit: OwnedSemaphorePermit,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let read_timeout = plugin.read_timeout;
+    let plugin = Arc::clone(plugin);
+    let service = hyper::service::service_fn(move |req| {
+        let plugin = plugin.clone();
+        async move { Ok::<_, Infallible>(plugin.handle(req).await) }
+    });
+    // The header timeout also ends connections that stay silent, so it
+    // is longer than the 30 s the daemon keeps an idle connection.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .keep_alive(true)
+        .half_close(true)
+        .serve_connection(TokioIo::new(io), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(err) = conn.await {
+            tracing::trace!(error = %err, "connection ended with an error");
+        }
+        drop(permit);
+    });
 }
 
 #[derive(Serialize)]
@@ -287,18 +290,63 @@ fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     response
 }
 
-fn panic_message(join: tokio::task::JoinError) -> String {
-    match join.try_into_panic() {
-        Ok(payload) => {
-            if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_owned()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "panic".to_owned()
+/// A driver call, polled in the connection's own task with the two
+/// guarantees a task of its own would give, without the cost of one per
+/// request: a panic becomes an answer instead of tearing the connection
+/// down, and a call whose client hung up (hyper then drops this future) is
+/// handed to a background task and finished, never cancelled half-way.
+struct DriverCall {
+    call: Option<BoxFuture<Reply>>,
+}
+
+impl DriverCall {
+    fn new(call: BoxFuture<Reply>) -> Self {
+        Self { call: Some(call) }
+    }
+}
+
+impl Future for DriverCall {
+    /// The reply, or the panic message.
+    type Output = Result<Reply, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(call) = self.call.as_mut() else {
+            return Poll::Ready(Err("driver call polled after it finished".to_owned()));
+        };
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx)));
+        let outcome = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(reply)) => Ok(reply),
+            Err(payload) => Err(panic_message(payload.as_ref())),
+        };
+        // Finished (or broken by a panic): nothing is left to hand off.
+        self.call = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl Drop for DriverCall {
+    fn drop(&mut self) {
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::debug!("client left before the answer; finishing the call anyway");
+                runtime.spawn(call.in_current_span());
             }
+            Err(_) => tracing::warn!("runtime gone; a driver call was abandoned"),
         }
-        Err(join) => join.to_string(),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_owned()
     }
 }
 
