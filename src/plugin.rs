@@ -142,18 +142,20 @@ pub(crate) trait Kind {
 ///
 /// ```
 /// use docker_plugin_sdk::Plugin;
+/// # use std::path::PathBuf;
 /// # use docker_plugin_sdk::volume::*;
 /// # use docker_plugin_sdk::DriverError;
+/// # type R<T> = Result<T, DriverError>;
 /// # struct Mine;
 /// # #[async_trait::async_trait]
 /// # impl VolumeDriver for Mine {
-/// #   async fn create(&self, _: CreateRequest) -> Result<(), DriverError> { Ok(()) }
-/// #   async fn remove(&self, _: RemoveRequest) -> Result<(), DriverError> { Ok(()) }
-/// #   async fn mount(&self, _: MountRequest) -> Result<std::path::PathBuf, DriverError> { Ok("/x".into()) }
-/// #   async fn unmount(&self, _: UnmountRequest) -> Result<(), DriverError> { Ok(()) }
-/// #   async fn path(&self, _: PathRequest) -> Result<Option<std::path::PathBuf>, DriverError> { Ok(None) }
-/// #   async fn get(&self, r: GetRequest) -> Result<Volume, DriverError> { Err(DriverError::not_found(r.name)) }
-/// #   async fn list(&self) -> Result<Vec<Volume>, DriverError> { Ok(vec![]) }
+/// #   async fn create(&self, _: CreateRequest) -> R<()> { Ok(()) }
+/// #   async fn remove(&self, _: RemoveRequest) -> R<()> { Ok(()) }
+/// #   async fn mount(&self, _: MountRequest) -> R<PathBuf> { Ok("/x".into()) }
+/// #   async fn unmount(&self, _: UnmountRequest) -> R<()> { Ok(()) }
+/// #   async fn path(&self, _: PathRequest) -> R<Option<PathBuf>> { Ok(None) }
+/// #   async fn get(&self, r: GetRequest) -> R<Volume> { Err(DriverError::not_found(r.name)) }
+/// #   async fn list(&self) -> R<Vec<Volume>> { Ok(vec![]) }
 /// # }
 /// let plugin = Plugin::new().volume(Mine);
 /// assert_eq!(plugin.implements(), ["VolumeDriver"]);
