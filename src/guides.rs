@@ -19,3 +19,8 @@ pub mod authz_guide {}
 /// choose which.
 #[doc = include_str!("../docs/deploy.md")]
 pub mod deploy_guide {}
+
+/// The nfs example plugin: options, shared and counted mounts, restarts,
+/// bounded time, data safety, and how its real mounts are tested in a VM.
+#[doc = include_str!("../docs/nfs.md")]
+pub mod nfs_guide {}
