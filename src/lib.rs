@@ -87,6 +87,8 @@
 //!
 //! # Guides
 //!
+//! New to plugins? Start with [`guides::tutorial`]; [`guides`] lists them all.
+//!
 //! The `docs/` directory of the repository holds the guides; `docs/volume.md`
 //! explains what the daemon sends to a volume plugin and when, and
 //! `docs/network.md` ([`guides::network_guide`]) does the same for network
