@@ -539,6 +539,38 @@ async fn a_silent_server_gets_a_bounded_err_and_delays_no_other_volume() {
     assert_eq!(status(&c, "dead").await["mounts"], 0);
 }
 
+// Two containers starting at once on a silent server: the second waits
+// for the first, yet both answer inside one mount budget plus a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_queued_behind_a_silent_server_share_one_budget() {
+    let mut rig = Rig::new();
+    rig.config.mount_timeout = Duration::from_secs(8);
+    let (s, _) = rig.serve();
+    let c = s.client();
+    c.volume()
+        .create("v", opts(&[("share", "silent:/e")]))
+        .await
+        .unwrap();
+    rig.recorder.server("silent:/e", Server::Silent);
+
+    let started = Instant::now();
+    let calls = ["a", "b"].map(|id| {
+        let c = s.client();
+        tokio::spawn(async move { c.volume().mount("v", id).await })
+    });
+    for call in calls {
+        let err = err_of(call.await.unwrap());
+        assert!(
+            err.contains("did not finish") || err.contains("try again"),
+            "{err}"
+        );
+    }
+    // 8 s budget, then at most the 5 s a queued mount always gets.
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(14_500), "{took:?}");
+    assert_eq!(status(&c, "v").await["mounts"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mount_stuck_in_the_kernel_still_answers_and_records_nothing() {
     let rig = Rig::new();

@@ -165,7 +165,12 @@ impl Nfs {
             let done = bounded(limit, move || {
                 let _guard = guard;
                 match used {
-                    Some(options) => inner.ensure_mounted(&options, &key2, None).map(|_| ()),
+                    Some(options) => {
+                        let limit = inner.config.mount_timeout;
+                        inner
+                            .ensure_mounted(&options, &key2, None, limit)
+                            .map(|_| ())
+                    }
                     None => inner.release_mount(&key2),
                 }
             })
@@ -277,6 +282,7 @@ impl Inner {
         options: &VolumeOptions,
         key: &str,
         name: Option<&str>,
+        limit: Duration,
     ) -> Result<bool, DriverError> {
         let target = self.target(key);
         let share = &options.share;
@@ -301,9 +307,7 @@ impl Inner {
             )));
         }
 
-        let result = self
-            .mounter
-            .mount(share, &options.o, &target, self.config.mount_timeout);
+        let result = self.mounter.mount(share, &options.o, &target, limit);
         let mounted = self.mounter.is_mounted(&target);
         match (result, mounted) {
             (Ok(()), true) => {
@@ -381,16 +385,17 @@ impl Inner {
     }
 
     /// The whole of a Mount, run on the blocking pool with the key's lock
-    /// held. `abandoned` is set when the daemon was already answered.
+    /// held, the mount helper limited to `limit`. `abandoned` is set when
+    /// the daemon was already answered.
     fn mount(
         &self,
         name: &str,
         id: &str,
-        options: &VolumeOptions,
-        key: &str,
+        (options, key): (&VolumeOptions, &str),
+        limit: Duration,
         abandoned: &AtomicBool,
     ) -> Result<PathBuf, DriverError> {
-        let mounted_now = self.ensure_mounted(options, key, Some(name))?;
+        let mounted_now = self.ensure_mounted(options, key, Some(name), limit)?;
         let undo = |err: DriverError| {
             if mounted_now && Self::users_of(&self.lock(), key) == 0 {
                 let _ = self.release_mount(key);
@@ -606,14 +611,21 @@ impl VolumeDriver for Nfs {
         let Some((options, key)) = self.lookup(&req.name).await? else {
             return Err(not_found(&req.name));
         };
-        let limit = self.inner.config.mount_timeout;
-        let guard = self.lock_key(&key, limit, &req.name).await?;
+        // Waiting behind another mount of the same share and mounting
+        // share one budget, so that the answer still beats the daemon's
+        // 2 minutes; a mount always gets a few seconds of its own.
+        let started = std::time::Instant::now();
+        let budget = self.inner.config.mount_timeout;
+        let guard = self.lock_key(&key, budget, &req.name).await?;
+        let limit = budget
+            .saturating_sub(started.elapsed())
+            .max(budget.min(Duration::from_secs(5)));
         let abandoned = Arc::new(AtomicBool::new(false));
         let inner = Arc::clone(&self.inner);
         let flag = Arc::clone(&abandoned);
         let result = bounded(limit, move || {
             let _guard = guard;
-            inner.mount(&req.name, &req.id, &options, &key, &flag)
+            inner.mount(&req.name, &req.id, (&options, &key), limit, &flag)
         })
         .await;
         abandoned.store(true, Ordering::SeqCst);
