@@ -129,7 +129,8 @@ impl Store {
         let mut status = serde_json::Map::new();
         let from = record.from.as_deref().unwrap_or("");
         status.insert("from".into(), from.into());
-        status.insert("mounts".into(), record.mounts.len().into());
+        let mounts: u32 = record.mounts.values().sum();
+        status.insert("mounts".into(), mounts.into());
         Volume {
             mountpoint: Some(self.volumes.join(name)),
             created_at: Some(record.created_at),

@@ -15,7 +15,9 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use docker_plugin_sdk::managed::{Config, Mount, PluginDir};
 use docker_plugin_sdk::{Plugin, SocketOptions};
@@ -27,12 +29,29 @@ const USAGE: &str = "usage: snapdir [--name NAME] [--root DIR]
        snapdir --write-plugin-dir DIR";
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     // The SDK reports through `tracing`: show it on stderr, at `info`
-    // unless RUST_LOG says otherwise (e.g. RUST_LOG=debug).
+    // unless RUST_LOG says otherwise (e.g. RUST_LOG=debug), in colour only
+    // on a terminal so that log files stay plain text.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 
+    // Errors are for a person: print their message, not the Debug form
+    // that returning them from `main` would print.
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("snapdir: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut name = "snapdir".to_owned();
     let mut root = PathBuf::from("/var/lib/snapdir");
     let mut args = std::env::args().skip(1);
