@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::DriverError;
 use crate::plugin::{Kind, Plugin};
+use crate::wire::null_as_default;
 
 /// The name `/Plugin.Activate` lists for volume drivers.
 pub const IMPLEMENTS: &str = "VolumeDriver";
@@ -363,14 +364,6 @@ impl Volume {
             ..Self::default()
         }
     }
-}
-
-fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
 }
 
 /// `Mountpoint` strings where `""` and `null` both mean "no path".

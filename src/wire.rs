@@ -1,5 +1,5 @@
-//! Serde helpers for the daemon's Go-flavoured JSON, shared by the network
-//! and IPAM wire types.
+//! Serde helpers for the daemon's Go-flavoured JSON, shared by the volume,
+//! network and IPAM wire types.
 
 use std::fmt::Display;
 use std::str::FromStr;
