@@ -125,7 +125,11 @@ impl Plugin {
     where
         F: std::future::Future<Output = ()> + Send,
     {
-        tracing::info!(socket = %socket, implements = ?self.implements(), "serving the socket passed by systemd");
+        tracing::info!(
+            socket = %socket,
+            implements = ?self.implements(),
+            "serving the socket passed by systemd"
+        );
         match socket.inner {
             Passed::Unix(listener) => {
                 listener.set_nonblocking(true).map_err(Error::Serve)?;

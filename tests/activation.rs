@@ -206,7 +206,10 @@ async fn a_tcp_socket_passed_as_fd_3_is_served() {
     );
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
-        .write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .write_all(
+            b"POST /Plugin.Activate HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 0\r\nConnection: close\r\n\r\n",
+        )
         .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();

@@ -389,7 +389,8 @@ async fn missing_options_use_the_defaults_or_say_what_is_required() {
     c.volume().create("v1", None).await.unwrap();
     c.volume().mount("v1", "a").await.unwrap();
     assert!(matches!(&rig.recorder.calls()[0],
-        Call::Mount { share, options, .. } if share == "srv:/export" && options == "soft,timeo=50"));
+        Call::Mount { share, options, .. }
+            if share == "srv:/export" && options == "soft,timeo=50"));
 }
 
 #[tokio::test]
