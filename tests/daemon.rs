@@ -15,11 +15,12 @@ mod common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::docker::{docker, import_busybox_with};
 use common::process::PluginProcess;
 
 /// The daemon under test, or `None` when these tests are skipped.
@@ -90,12 +91,7 @@ impl Daemon {
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        Command::new(&self.cli)
-            .arg("--host")
-            .arg(&self.host)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("running {} {args:?}: {e}", self.cli))
+        docker(&self.cli, &self.host, args)
     }
 
     /// Runs docker and returns its stdout, failing the test on an error.
@@ -123,48 +119,10 @@ impl Daemon {
     /// No registry is reachable, so the test image is made from the static
     /// busybox on this machine.
     fn ensure_image(&self) {
-        if self
-            .docker(&["image", "inspect", &self.image])
-            .status
-            .success()
-        {
-            return;
-        }
-        let busybox = Path::new("/bin/busybox");
-        assert!(
-            busybox.is_file(),
-            "/bin/busybox is missing: install Debian's busybox-static to make the test image"
-        );
-        let rootfs = tempfile::tempdir().unwrap();
-        let bin = rootfs.path().join("bin");
-        fs::create_dir_all(&bin).unwrap();
-        fs::copy(busybox, bin.join("busybox")).unwrap();
-        for applet in [
+        let applets = [
             "sh", "cat", "echo", "ls", "sleep", "touch", "stat", "id", "test",
-        ] {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-        }
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs.path())
-            .args(["-cf", "-", "."])
-            .output()
-            .expect("tar");
-        assert!(tar.status.success());
-        let mut import = Command::new(&self.cli)
-            .arg("--host")
-            .arg(&self.host)
-            .args(["import", "-", &self.image])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("docker import");
-        use std::io::Write;
-        import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
-        assert!(
-            import.wait().unwrap().success(),
-            "docker import of busybox failed"
-        );
+        ];
+        import_busybox_with(&self.cli, &self.host, &self.image, &applets);
     }
 
     fn inspect(&self, volume: &str) -> serde_json::Value {

@@ -14,11 +14,12 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::bridge_net::{BridgeNet, link_exists, may_make_links};
+use common::docker::{docker, import_busybox_with};
 
 /// The image the containers run: the static busybox with the applets these
 /// tests use. No registry is reachable, so it is imported from this machine.
@@ -83,12 +84,7 @@ impl Daemon {
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        Command::new(&self.cli)
-            .arg("--host")
-            .arg(&self.host)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("running {} {args:?}: {e}", self.cli))
+        docker(&self.cli, &self.host, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -108,37 +104,7 @@ impl Daemon {
     }
 
     fn ensure_image(&self) {
-        if self.docker(&["image", "inspect", IMAGE]).status.success() {
-            return;
-        }
-        let rootfs = tempfile::tempdir().expect("temp dir");
-        let bin = rootfs.path().join("bin");
-        fs::create_dir_all(&bin).expect("rootfs/bin");
-        fs::copy("/bin/busybox", bin.join("busybox"))
-            .expect("/bin/busybox (Debian's busybox-static) makes the test image");
-        for applet in APPLETS {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet");
-        }
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs.path())
-            .args(["-cf", "-", "."])
-            .output()
-            .expect("tar");
-        assert!(tar.status.success());
-        let mut import = Command::new(&self.cli)
-            .arg("--host")
-            .arg(&self.host)
-            .args(["import", "-", IMAGE])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("docker import");
-        use std::io::Write;
-        let mut stdin = import.stdin.take().expect("stdin");
-        stdin.write_all(&tar.stdout).expect("feed docker import");
-        drop(stdin);
-        assert!(import.wait().expect("docker import").success());
+        import_busybox_with(&self.cli, &self.host, IMAGE, &APPLETS);
     }
 
     /// The IPv4 address of `container` on `network`.

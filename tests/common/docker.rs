@@ -18,9 +18,17 @@ pub fn docker(cli: &str, host: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("running {cli} {args:?}: {e}"))
 }
 
+/// The applets most tests need.
+const APPLETS: [&str; 8] = ["sh", "cat", "echo", "ls", "sleep", "touch", "true", "id"];
+
 /// Imports a one-binary image made from the static `/bin/busybox` as
 /// `image`, unless the daemon already has it.
 pub fn import_busybox(cli: &str, host: &str, image: &str) {
+    import_busybox_with(cli, host, image, &APPLETS);
+}
+
+/// Like [`import_busybox`], with `applets` linked into `/bin`.
+pub fn import_busybox_with(cli: &str, host: &str, image: &str, applets: &[&str]) {
     if docker(cli, host, &["image", "inspect", image])
         .status
         .success()
@@ -36,7 +44,7 @@ pub fn import_busybox(cli: &str, host: &str, image: &str) {
     let bin = rootfs.path().join("bin");
     fs::create_dir_all(&bin).expect("rootfs/bin");
     fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
-    for applet in ["sh", "cat", "echo", "ls", "sleep", "touch", "true", "id"] {
+    for applet in applets {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
     }
     let tar = Command::new("tar")
