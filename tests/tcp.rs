@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,10 +54,15 @@ impl Drop for Killed {
     }
 }
 
-/// A loopback address that nothing listens on (bound, then closed).
-fn dead_addr() -> SocketAddr {
-    let listener = StdTcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// A loopback address that nothing listens on, held by a socket that is
+/// bound but not listening: connections to it are refused, and while the
+/// returned socket lives no other test can be given the same port (a port
+/// merely bound and closed could be handed to a parallel test's listener).
+fn dead_addr() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 #[tokio::test]
@@ -93,7 +98,8 @@ async fn the_spec_file_names_the_served_port_and_goes_away_with_the_plugin() {
 async fn a_stale_spec_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("stale.spec");
-    fs::write(&spec, format!("tcp://{}\n", dead_addr())).unwrap();
+    let (_held, dead) = dead_addr();
+    fs::write(&spec, format!("tcp://{dead}\n")).unwrap();
 
     let bound = TcpOptions::for_plugin("stale")
         .unwrap()
